@@ -1,0 +1,129 @@
+/*
+ * ops.h — the one op interface of osp. Model code (model/wan.c) calls every numeric
+ * op through an osp_backend table, so the CPU reference (ops_cpu.c) and the CUDA
+ * backend (ops_cuda.cu) are interchangeable and the Skiparse layouts need no model
+ * changes (layouts are index tables consumed by gather/scatter ops).
+ *
+ * Conventions (all backends):
+ *  - Tensors are float32 arrays in the backend's memory (host for CPU, device for CUDA),
+ *    row-major. "Token rows" are [R, N, D] = R rows (samples, or subsequence-major
+ *    rows s*B+b inside the sparse region) of N tokens of width D.
+ *  - Per-sample vectors (modulation shift/scale/gate) are addressed as
+ *    base + (r % B) * stride: the sample of token row r is r % B. This serves both the
+ *    raster layout (R = B) and the Skiparse layout (R = P*P*B) without copies.
+ *  - Every backward op ADDS into all of its gradient outputs (inputs and parameters);
+ *    callers zero gradient buffers. A NULL gradient pointer means "not needed".
+ *  - Forward ops may save statistics (mean/rstd/lse) that their backward consumes.
+ */
+#ifndef OSP_OPS_H
+#define OSP_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct osp_rope osp_rope; /* per-axis cos/sin tables, built by the backend */
+
+typedef struct osp_backend {
+    const char *name;
+
+    /* ---- memory ---- */
+    void *(*alloc)(size_t bytes);                     /* zero-filled */
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *src, size_t bytes);   /* host -> backend */
+    void (*download)(void *dst, const void *src, size_t bytes); /* backend -> host */
+    void (*copy)(void *dst, const void *src, size_t bytes);     /* backend -> backend */
+    void (*zero)(void *dst, size_t bytes);
+    void (*sync)(void);
+
+    /* ---- dense algebra ---- */
+    /* y[N,O] = x[N,I] W[O,I]^T + b[O]   (b may be NULL) */
+    void (*linear_fwd)(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
+    /* dx[N,I] += dy W;  dW[O,I] += dy^T x;  db[O] += colsum(dy)   (any may be NULL) */
+    void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
+                       int64_t N, int I, int O);
+
+    /* ---- normalisation ---- */
+    /* y = (x - mean)/sqrt(var + eps) [* w + b]  over the last dim D; saves mean, rstd [N] */
+    void (*layernorm_fwd)(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                          int64_t N, int D, float eps);
+    void (*layernorm_bwd)(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                          const float *rstd, const float *w, int64_t N, int D);
+    /* Fused LayerNorm (no affine) + modulation: y = LN(x) * (1 + scale[b]) + shift[b],
+     * x,y [R,N,D], shift/scale at base + (r % B)*stride. Saves mean, rstd [R*N]. */
+    void (*ln_mod_fwd)(float *y, float *mean, float *rstd, const float *x, const float *shift,
+                       const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride, float eps);
+    void (*ln_mod_bwd)(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+                       const float *mean, const float *rstd, const float *scale, int64_t R, int64_t N, int D,
+                       int B, int64_t stride);
+    /* y = x * rsqrt(mean(x^2) + eps) * w over D; saves rstd [N] */
+    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *rstd, const float *w,
+                        int64_t N, int D);
+
+    /* ---- elementwise ---- */
+    void (*gelu_fwd)(float *y, const float *x, int64_t n); /* tanh approximation */
+    void (*gelu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    void (*silu_fwd)(float *y, const float *x, int64_t n);
+    void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    /* x[R,N,D] += y * gate[b]  (gated residual, gate at base + (r % B)*stride) */
+    void (*gate_res_fwd)(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
+                         int64_t stride);
+    /* dy += dx * gate[b];  dgate[b] += sum_n dx * y */
+    void (*gate_res_bwd)(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
+                         int64_t N, int D, int B, int64_t stride);
+    void (*add)(float *y, const float *x, int64_t n);            /* y += x */
+    void (*axpby)(float *y, float a, const float *x, float b, int64_t n); /* y = a*x + b*y */
+
+    /* ---- positional ---- */
+    /* 3D RoPE, interleaved pairs, head dim d split (d-4*(d/6), 2*(d/6), 2*(d/6)).
+     * x,y [ntok, H*d]; pos [ntok,3] = original (t,h,w) of each token. y may alias x. */
+    osp_rope *(*rope_init)(int head_dim, int max_pos, double theta);
+    void (*rope_free)(osp_rope *r);
+    void (*rope_fwd)(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
+    /* dx += R(-theta) dy.  dx may alias dy only if the caller zeroed nothing else into it. */
+    void (*rope_bwd)(float *dx, const float *dy, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
+
+    /* ---- attention ---- */
+    /* o = softmax(q k^T / sqrt(d)) v per (row, head).  q,o [R,Nq,H*d]; k,v [Rkv,Nk,H*d]
+     * with q row r reading k/v row r % Rkv (cross-attention shares the text rows).
+     * kvalid [Rkv,Nk] (1 = key may be attended) or NULL. A query with no valid key gets 0.
+     * Saves lse [R,H,Nq]. Never materialises an Nq x Nk matrix. */
+    void (*attn_fwd)(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,
+                     int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
+    void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                     const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
+                     int64_t Nq, int64_t Nk, int H, int d);
+
+    /* ---- layouts ---- */
+    /* dst[i,:] = idx[i] >= 0 ? src[idx[i],:] : 0   for i < n; rows of width D */
+    void (*gather_rows)(float *dst, const float *src, const int32_t *idx, int64_t n, int D);
+    /* dst[idx[i],:] += src[i,:] for idx[i] >= 0 (backward of gather_rows; idx must be injective) */
+    void (*scatter_add_rows)(float *dst, const float *src, const int32_t *idx, int64_t n, int D);
+    /* video [B,C,T,Hs,Ws] <-> patch tokens [B, T/pt*Hs/ph*Ws/pw, C*pt*ph*pw].
+     * c_first: feature order (c,pt,ph,pw) (patch embed input) else (pt,ph,pw,c) (head output).
+     * to_tokens: video -> tokens, else tokens -> video. Writes (no accumulation). */
+    void (*patch_map)(float *tok, float *vid, int B, int C, int T, int Hs, int Ws, int pt, int ph, int pw,
+                      bool c_first, bool to_tokens);
+
+    /* ---- losses, reductions, optimizer ---- */
+    /* returns mean((pred-target)^2) (double accumulation); dpred = scale*2*(pred-target)/n if dpred */
+    double (*mse)(float *dpred, const float *pred, const float *target, int64_t n, float scale);
+    double (*sumsq)(const float *x, int64_t n);
+    float (*absmax)(const float *x, int64_t n);
+    void (*scale)(float *x, float a, int64_t n);
+    /* AdamW with decoupled weight decay; bc1 = 1-b1^t, bc2 = 1-b2^t; g scaled by gscale first */
+    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1, float b2, float eps,
+                  float wd, float bc1, float bc2, float gscale);
+    void (*ema)(float *e, const float *p, int64_t n, float decay); /* e = decay*e + (1-decay)*p */
+    /* HiF8 fake quantisation: y = decode(encode(x*s))/s  (saturate as in quant/hif8.h) */
+    void (*hif8_fq)(float *y, const float *x, int64_t n, float s, bool saturate);
+    /* number of non-finite values in x */
+    int64_t (*count_nonfinite)(const float *x, int64_t n);
+} osp_backend;
+
+const osp_backend *osp_backend_cpu(void);
+/* NULL when osp was built without CUDA or no GPU is visible. */
+const osp_backend *osp_backend_cuda(void);
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * config.h — the resolved run configuration of osp. One struct, filled from defaults,
+ * then a YAML file (libyaml), then --set key=value overrides. The schema is a table in
+ * config.c (dotted key, type, field, default, help) from which parsing, validation,
+ * `--set`, the printed table and the saved YAML are all generated, so they cannot drift.
+ * Unknown keys, wrong types and out-of-range values are errors naming file:line.
+ */
+#ifndef OSP_CONFIG_H
+#define OSP_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define OSP_CFG_STR 512
+#define OSP_CFG_MAXLIST 64
+
+typedef struct {
+    int dim, ffn_dim, num_heads, num_layers;   /* num_heads 0 -> dim/128 (at least 1) */
+    int in_channels, out_channels, text_dim, text_len, freq_dim;
+    int patch[3];                              /* (pt, ph, pw) */
+    float eps;
+    bool recompute;                            /* per-block activation recomputation */
+    struct {
+        char mode[16];                         /* full | hybrid */
+        int sparse_ratio;                      /* P */
+        int num_full_blocks;                   /* K, multiple of 4 */
+    } attention;
+} osp_model_cfg;
+
+typedef struct {
+    char format[16];                           /* none | hif8 */
+    char scaling[16];                          /* current | delayed */
+    int history;                               /* amax history length (delayed) */
+    float forward_target, grad_target;         /* 15, 224 */
+    bool saturate;
+    bool attention;                            /* fake-quantise q,k,v and dq,dk,dv */
+    int skip_blocks[OSP_CFG_MAXLIST];          /* blocks kept unquantised */
+    int n_skip_blocks;
+} osp_quant_cfg;
+
+typedef struct {
+    char train[OSP_CFG_STR];                   /* HDF5 training file */
+    char val[OSP_CFG_STR];                     /* HDF5 held-out file ("" = none) */
+    int prefetch;                              /* batches prefetched by the reader thread */
+} osp_data_cfg;
+
+typedef struct {
+    int steps, batch_size, grad_accum;
+    float lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip, ema_decay;
+    int warmup;
+    char schedule[16];                         /* constant | cosine */
+    char sigma_sampling[16];                   /* logit_normal | uniform */
+    float logit_mean, logit_std, shift;
+    int log_every, val_every, val_batches, ckpt_every, keep_last, max_skipped;
+} osp_train_cfg;
+
+typedef struct {
+    int steps;
+    float shift, cfg;
+    char solver[16];                           /* euler | unipc */
+    int seed;
+    int num_frames, height, width;             /* latent/pixel grid of generated samples */
+} osp_sample_cfg;
+
+typedef struct {
+    char device[16];                           /* auto | cpu | cuda */
+    int seed;
+    char run_dir[OSP_CFG_STR];
+    osp_model_cfg model;
+    osp_quant_cfg quant;
+    osp_data_cfg data;
+    osp_train_cfg train;
+    osp_sample_cfg sample;
+    char source[OSP_CFG_STR];                  /* file the config came from ("" = defaults) */
+} osp_config;
+
+/* Fill with the built-in defaults (the tiny demo model). */
+void config_defaults(osp_config *c);
+/* Load YAML over the current values. Returns 0, or -1 with "file:line: message" in err. */
+int config_load_yaml(osp_config *c, const char *path, char *err, size_t errlen);
+/* Apply one "dotted.key=value" override. Returns 0, or -1 with a message in err. */
+int config_set(osp_config *c, const char *assignment, char *err, size_t errlen);
+/* Cross-field validation (e.g. num_full_blocks % 4, dim % heads). 0 or -1 + err. */
+int config_validate(const osp_config *c, char *err, size_t errlen);
+/* Print the resolved config as an aligned two-column table. */
+void config_print(const osp_config *c, FILE *f);
+/* Write the resolved config as YAML that config_load_yaml reads back identically. */
+int config_save_yaml(const osp_config *c, const char *path, char *err, size_t errlen);
+/* Print the documented key list (key, type, default, help) for --help output. */
+void config_print_keys(FILE *f);
+
+#endif
