@@ -2,7 +2,9 @@
  * common.c — error reporting, checked allocation, clock and atomic file writes
  * shared by all of osp.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "common.h"
 
 #include <errno.h>

@@ -37,11 +37,11 @@ typedef struct osp_backend {
     void (*sync)(void);
 
     /* ---- dense algebra ---- */
-    /* y[N,O] = x[N,I] W[O,I]^T + b[O]   (b may be NULL) */
-    void (*linear_fwd)(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
-    /* dx[N,I] += dy W;  dW[O,I] += dy^T x;  db[O] += colsum(dy)   (any may be NULL) */
+    /* y[N,O] = x[N,K] W[O,K]^T + b[O]   (b may be NULL) */
+    void (*linear_fwd)(float *y, const float *x, const float *W, const float *b, int64_t N, int K, int O);
+    /* dx[N,K] += dy W;  dW[O,K] += dy^T x;  db[O] += colsum(dy)   (any may be NULL) */
     void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
-                       int64_t N, int I, int O);
+                       int64_t N, int K, int O);
 
     /* ---- normalisation ---- */
     /* y = (x - mean)/sqrt(var + eps) [* w + b]  over the last dim D; saves mean, rstd [N] */

@@ -1,0 +1,105 @@
+/*
+ * cuda_common.cuh — what every CUDA source of the osp backend shares: the checked-call
+ * macros (file:line plus a hint), the one stream all kernels run on, grow-only scratch
+ * buffers, launch-size helpers and the prototypes of the op groups that live in the other
+ * .cu files (cuda_gemm.cu, cuda_norm.cu, cuda_attn.cu). ops_cuda.cu assembles the table.
+ *
+ * Conventions: every pointer handed to an op is device memory (tensors, index tables,
+ * positions, masks alike); launches are asynchronous on osp_cuda_stream; ops that return a
+ * host value (mse, sumsq, absmax, count_nonfinite) synchronize that stream.
+ */
+#ifndef OSP_CUDA_COMMON_CUH
+#define OSP_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "common.h"
+#include "ops.h"
+}
+
+/* A failed CUDA runtime call is never recoverable here: print where and why, then exit. */
+#define CUDA_CHECK(call)                                                                              \
+    do {                                                                                              \
+        cudaError_t err_ = (call);                                                                    \
+        if (err_ != cudaSuccess) {                                                                    \
+            fprintf(stderr, "osp: CUDA error at %s:%d: %s -> %s (hint: %s)\n", __FILE__, __LINE__, #call, \
+                    cudaGetErrorString(err_), osp_cuda_hint(err_));                                   \
+            exit(1);                                                                                  \
+        }                                                                                             \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                            \
+    do {                                                                                              \
+        cublasStatus_t st_ = (call);                                                                  \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                           \
+            fprintf(stderr, "osp: cuBLASLt error at %s:%d: %s -> %s (hint: %s)\n", __FILE__, __LINE__,  \
+                    #call, cublasLt_status_name(st_),                                                 \
+                    st_ == CUBLAS_STATUS_NOT_SUPPORTED ? "shape/alignment not supported by this algo" \
+                                                       : "check shapes, leading dims and the workspace");  \
+            exit(1);                                                                                  \
+        }                                                                                             \
+    } while (0)
+
+/* After every launch: catches bad launch configurations at the launch site. Asynchronous
+ * faults surface at the next synchronizing call; set OSP_CUDA_SYNC=1 to find them here. */
+#define CUDA_LAUNCH_CHECK() osp_cuda_launch_check(__FILE__, __LINE__)
+
+const char *osp_cuda_hint(cudaError_t e);
+const char *cublasLt_status_name(cublasStatus_t s);
+void osp_cuda_launch_check(const char *file, int line);
+
+/* the backend's one stream; created by osp_backend_cuda() */
+extern cudaStream_t osp_cuda_stream;
+extern int osp_cuda_num_sms;
+
+/* Grow-only device scratch, one buffer per slot; contents are not preserved when it grows.
+ * Safe to reuse between ops because everything runs in order on osp_cuda_stream. */
+enum { SCRATCH_ATTN = 0, SCRATCH_ATTN2, SCRATCH_REDUCE, SCRATCH_REDUCE2, SCRATCH_NSLOTS };
+void *osp_cuda_scratch(int slot, size_t bytes);
+
+static inline unsigned osp_cuda_blocks(int64_t work, int threads) {
+    int64_t b = (work + threads - 1) / threads;
+    if (b > 65535LL * 16) b = 65535LL * 16; /* grid-stride loops cover the rest */
+    return (unsigned)(b > 0 ? b : 1);
+}
+
+/* ---- op groups implemented in the other sources (host launchers) ---- */
+
+/* cuda_gemm.cu */
+void cuda_gemm_init(void);
+void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
+void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
+                     int I, int O);
+
+/* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
+void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
+                        int D, float eps);
+void cuda_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                        const float *rstd, const float *w, int64_t N, int D);
+void cuda_ln_mod_fwd(float *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                     int64_t R, int64_t N, int D, int B, int64_t stride, float eps);
+void cuda_ln_mod_bwd(float *dx, float *dshift, float *dscale, const float *dy, const float *x, const float *mean,
+                     const float *rstd, const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride);
+void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
+void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rstd, const float *w,
+                      int64_t N, int D);
+void cuda_gate_res_fwd(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
+                       int64_t stride);
+void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
+                       int64_t N, int D, int B, int64_t stride);
+/* out[c] += sum_n dy[n, c] for c < D (deterministic; the bias gradient) */
+void cuda_colsum_add(float *out, const float *dy, int64_t N, int D);
+
+/* cuda_attn.cu */
+void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,
+                   int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
+void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                   const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
+                   int64_t Nq, int64_t Nk, int H, int d);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * cuda_gemm.cu — the dense layers of the CUDA backend (linear_fwd / linear_bwd) through
+ * cuBLASLt. Tensors stay fp32 in memory; the default compute type CUBLAS_COMPUTE_32F_FAST_16BF
+ * lets the tensor cores read bf16-rounded operands and accumulate in fp32 (our mixed-precision
+ * choice). OSP_CUDA_GEMM=fp32 selects exact fp32 (for tests), OSP_CUDA_GEMM=tf32 the tf32 mode;
+ * the variable is read on every call, so a test may switch modes between calls.
+ *
+ * Row-major vs column-major: a row-major [rows, cols] matrix is the column-major matrix
+ * [cols, rows] with the same leading dimension, i.e. its transpose. So row-major
+ *   y[N,O] = x[N,I] W[O,I]^T      is column-major   y^T[O,N] = W^T... written as
+ *   C(O x N) = op_T(A = W stored I x O) * op_N(B = x stored I x N),  m=O n=N k=I.
+ * Matmul descriptors, layouts and the heuristic's algorithm are cached per shape, pointer
+ * alignment and mode; the 32 MiB workspace is allocated once.
+ */
+#include "cuda_common.cuh"
+
+#include <string.h>
+
+#define GEMM_WORKSPACE_BYTES (32u << 20)
+#define GEMM_CACHE_SIZE 128
+
+typedef struct {
+    int ta, tb;                 /* op(A), op(B): 1 = transposed */
+    int64_t m, n, k, lda, ldb, ldc;
+    int beta1;                  /* accumulate into C */
+    int bias;                   /* bias epilogue */
+    int compute;                /* cublasComputeType_t */
+    int align_a, align_b, align_c, align_bias;
+} gemm_key;
+
+typedef struct {
+    gemm_key key;
+    int used;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+static cublasLtHandle_t lt_handle;
+static void *lt_workspace;
+static gemm_plan gemm_cache[GEMM_CACHE_SIZE];
+static void cuda_add_bias_cols(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc);
+static int gemm_cache_next;
+
+void cuda_gemm_init(void) {
+    if (lt_handle) return;
+    CUBLAS_CHECK(cublasLtCreate(&lt_handle));
+    CUDA_CHECK(cudaMalloc(&lt_workspace, GEMM_WORKSPACE_BYTES));
+}
+
+static int gemm_compute_type(void) {
+    const char *m = getenv("OSP_CUDA_GEMM");
+    if (m && !strcmp(m, "fp32")) return CUBLAS_COMPUTE_32F;
+    if (m && !strcmp(m, "tf32")) return CUBLAS_COMPUTE_32F_FAST_TF32;
+    return CUBLAS_COMPUTE_32F_FAST_16BF;
+}
+
+/* largest power of two (<= 256) dividing the address: the heuristic must not pick an
+ * algorithm that assumes more alignment than a sub-view pointer has */
+static int ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 4 && (a % (uintptr_t)al)) al >>= 1;
+    return al;
+}
+
+static void plan_destroy(gemm_plan *p) {
+    if (!p->used) return;
+    cublasLtMatmulDescDestroy(p->op);
+    cublasLtMatrixLayoutDestroy(p->la);
+    cublasLtMatrixLayoutDestroy(p->lb);
+    cublasLtMatrixLayoutDestroy(p->lc);
+    p->used = 0;
+}
+
+/* Returns the cached plan, building it on a miss; NULL when cuBLASLt offers no algorithm
+ * (only possible with the bias epilogue: the caller then adds the bias itself). */
+static gemm_plan *plan_get(const gemm_key *key) {
+    for (int i = 0; i < GEMM_CACHE_SIZE; i++)
+        if (gemm_cache[i].used && !memcmp(&gemm_cache[i].key, key, sizeof *key)) return &gemm_cache[i];
+
+    gemm_plan *p = &gemm_cache[gemm_cache_next];
+    gemm_cache_next = (gemm_cache_next + 1) % GEMM_CACHE_SIZE;
+    plan_destroy(p);
+    p->key = *key;
+
+    cublasOperation_t ta = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, (cublasComputeType_t)key->compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (key->bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
+    /* stored shapes: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n */
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_32F, key->ta ? key->k : key->m, key->ta ? key->m : key->k,
+                                            key->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_32F, key->tb ? key->n : key->k, key->tb ? key->k : key->n,
+                                            key->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, key->m, key->n, key->ldc));
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = GEMM_WORKSPACE_BYTES;
+    uint32_t aa = key->align_a, ab = key->align_b, ac = key->align_c, abias = key->align_bias;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
+    if (key->bias) {
+        /* the bias pointer's alignment is not a preference of its own; be conservative by
+         * folding it into D's (both are written/read by the epilogue) */
+        uint32_t m = ac < abias ? ac : abias;
+        CUBLAS_CHECK(
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &m, sizeof m));
+    }
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res,
+                                                       &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    p->used = 1;
+    if (st != CUBLAS_STATUS_SUCCESS || nres == 0) {
+        if (key->bias) {
+            plan_destroy(p);
+            return NULL;
+        }
+        fprintf(stderr,
+                "osp: cuBLASLt found no algorithm for m=%lld n=%lld k=%lld (ta=%d tb=%d, compute %d): %s "
+                "(hint: try OSP_CUDA_GEMM=fp32)\n",
+                (long long)key->m, (long long)key->n, (long long)key->k, key->ta, key->tb, key->compute,
+                cublasLt_status_name(st));
+        exit(1);
+    }
+    p->algo = res.algo;
+    return p;
+}
+
+/* C(m x n, col-major, ldc) = op(A) op(B) [+ C if beta1] [+ bias[m] broadcast over n] */
+static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias) {
+    gemm_key key;
+    memset(&key, 0, sizeof key); /* padding must compare equal */
+    key.ta = ta;
+    key.tb = tb;
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.lda = lda;
+    key.ldb = ldb;
+    key.ldc = ldc;
+    key.beta1 = beta1;
+    key.bias = bias != NULL;
+    key.compute = gemm_compute_type();
+    key.align_a = ptr_align(A);
+    key.align_b = ptr_align(B);
+    key.align_c = ptr_align(C);
+    key.align_bias = bias ? ptr_align(bias) : 0;
+    gemm_plan *p = plan_get(&key);
+    if (!p) { /* no bias-epilogue algorithm for this shape: plain GEMM, then add the bias */
+        gemm(ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL);
+        cuda_add_bias_cols(C, bias, m, n, ldc);
+        return;
+    }
+    if (bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(lt_handle, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+                                lt_workspace, GEMM_WORKSPACE_BYTES, osp_cuda_stream));
+}
+
+/* C[col j][row i] += bias[i] for the fallback path (column-major m x n) */
+__global__ void add_bias_cols_kernel(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc) {
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < m * n; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t j = t / m, i = t % m;
+        C[j * ldc + i] += bias[i];
+    }
+}
+
+static void cuda_add_bias_cols(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc) {
+    add_bias_cols_kernel<<<osp_cuda_blocks(m * n, 256), 256, 0, osp_cuda_stream>>>(C, bias, m, n, ldc);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void fill_rows_kernel(float *y, const float *b, int64_t N, int O) {
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < N * O; t += (int64_t)gridDim.x * blockDim.x)
+        y[t] = b ? b[t % O] : 0.0f;
+}
+
+void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    if (I <= 0) { /* degenerate: y = b (or 0) */
+        fill_rows_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, b, N, O);
+        CUDA_LAUNCH_CHECK();
+        return;
+    }
+    /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
+    gemm(1, 0, O, N, I, W, I, x, I, y, O, 0, b);
+}
+
+void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
+                     int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    if (I > 0) {
+        /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
+        if (dx) gemm(0, 0, I, N, O, W, I, dy, O, dx, I, 1, NULL);
+        /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
+        if (dW) gemm(0, 1, I, O, N, x, I, dy, O, dW, I, 1, NULL);
+    }
+    if (db) cuda_colsum_add(db, dy, N, O);
+}

@@ -1,0 +1,251 @@
+/*
+ * wan_block.c — one WanAttentionBlock (wan21.md §2.6) forward and backward, in whatever
+ * layout the block runs (raster for full attention, token/group for Skiparse blocks:
+ * only the row count, RoPE positions and key mask differ), plus the HiF8
+ * fake-quantised linear wrapper (hif8.md §9.2: x and W rounded with scales mapping
+ * amax to the forward target, dY with the gradient target, straight-through).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "wan_internal.h"
+
+/* ------------------------------------------------------------ quantisation */
+
+static bool block_quantised(const wan_model *m, int i) {
+    return m->bq && !(i < 64 && (m->cfg.quant_skip_mask >> i) & 1);
+}
+
+void wan_quant_init(wan_model *m) {
+    const wan_config *c = &m->cfg;
+    m->bq = osp_calloc((size_t)c->num_layers, sizeof(block_quant));
+    for (int i = 0; i < c->num_layers; i++) {
+        block_quant *q = &m->bq[i];
+        for (int s = 0; s < SITE_N; s++)
+            for (int t = 0; t < QT_N; t++)
+                fq_scaler_init(&q->lin[s][t], t == QT_G ? c->quant_grad_target : c->quant_fwd_target,
+                               c->quant_delayed, c->quant_history, c->quant_saturate);
+        for (int t = 0; t < AQ_N; t++)
+            fq_scaler_init(&q->att[t], t >= AQ_DQ ? c->quant_grad_target : c->quant_fwd_target, c->quant_delayed,
+                           c->quant_history, c->quant_saturate);
+    }
+}
+
+void wan_quant_free(wan_model *m) {
+    if (!m->bq) return;
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        for (int s = 0; s < SITE_N; s++)
+            for (int t = 0; t < QT_N; t++) fq_scaler_free(&m->bq[i].lin[s][t]);
+        for (int t = 0; t < AQ_N; t++) fq_scaler_free(&m->bq[i].att[t]);
+    }
+    free(m->bq);
+    m->bq = NULL;
+}
+
+/* The state of every scaler in a fixed order, for checkpoints. */
+#define FOR_EACH_SCALER(m, sc)                                                          \
+    for (int i_ = 0; (m)->bq && i_ < (m)->cfg.num_layers; i_++)                          \
+        for (int j_ = 0; j_ < SITE_N * QT_N + AQ_N; j_++)                                \
+            for (fq_scaler *sc = j_ < SITE_N * QT_N ? &(m)->bq[i_].lin[j_ / QT_N][j_ % QT_N] \
+                                                    : &(m)->bq[i_].att[j_ - SITE_N * QT_N]; \
+                 sc; sc = NULL)
+
+int64_t wan_quant_state_size(const wan_model *m) {
+    int64_t n = 0;
+    FOR_EACH_SCALER(m, sc) n += (int64_t)fq_scaler_state_size(sc);
+    return n;
+}
+
+void wan_quant_state_get(const wan_model *m, float *out) {
+    FOR_EACH_SCALER(m, sc) {
+        fq_scaler_state_get(sc, out);
+        out += fq_scaler_state_size(sc);
+    }
+}
+
+void wan_quant_state_set(wan_model *m, const float *in) {
+    FOR_EACH_SCALER(m, sc) {
+        fq_scaler_state_set(sc, in);
+        in += 3 + (int)in[0];
+    }
+}
+
+/* Fake-quantise x (n values) into dst with a scaler; returns the scale used. In replay
+ * (recomputation) the saved scale is reused so histories advance once per step. */
+static float fq_tensor(wan_model *m, fq_scaler *sc, float *saved, float *dst, const float *x, int64_t n) {
+    const osp_backend *be = m->be;
+    float s;
+    if (m->replay && saved) {
+        s = *saved;
+    } else {
+        s = fq_scaler_scale(sc, be->absmax(x, n));
+        if (saved) *saved = s;
+    }
+    be->hif8_fq(dst, x, n, s, m->cfg.quant_saturate);
+    return s;
+}
+
+static void lin_fwd(wan_model *m, int blk, int site, float *y, const float *x, const lin_p *w, int64_t N, int K, int O) {
+    const osp_backend *be = m->be;
+    if (!block_quantised(m, blk)) {
+        be->linear_fwd(y, x, w->w, w->b, N, K, O);
+        return;
+    }
+    block_quant *q = &m->bq[blk];
+    fq_tensor(m, &q->lin[site][QT_X], &q->lin_scale[site][0], m->qx, x, N * K);
+    fq_tensor(m, &q->lin[site][QT_W], &q->lin_scale[site][1], m->qw, w->w, (int64_t)O * K);
+    be->linear_fwd(y, m->qx, m->qw, w->b, N, K, O);
+}
+
+/* backward of lin_fwd: the quantised path recomputes x_q, W_q with the forward's scales,
+ * rounds dY with the gradient scaler and runs both GEMMs on the rounded operands
+ * (straight-through estimator: d/dx of the rounding is taken as 1). */
+static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, const float *x,
+                    const lin_p *w, int64_t N, int K, int O) {
+    const osp_backend *be = m->be;
+    if (!block_quantised(m, blk)) {
+        be->linear_bwd(dx, gw->w, gw->b, dy, x, w->w, N, K, O);
+        return;
+    }
+    block_quant *q = &m->bq[blk];
+    bool sat = m->cfg.quant_saturate;
+    be->hif8_fq(m->qx, x, N * K, q->lin_scale[site][0], sat);
+    be->hif8_fq(m->qw, w->w, (int64_t)O * K, q->lin_scale[site][1], sat);
+    fq_tensor(m, &q->lin[site][QT_G], NULL, m->qg, dy, N * O);
+    be->linear_bwd(dx, gw->w, gw->b, m->qg, m->qx, m->qw, N, K, O);
+}
+
+/* in-place fake quantisation of an attention operand (quant.attention) */
+static void att_fq(wan_model *m, int blk, int t, float *x, int64_t n) {
+    if (!block_quantised(m, blk) || !m->cfg.quant_attention) return;
+    fq_tensor(m, &m->bq[blk].att[t], NULL, x, x, n);
+}
+
+/* ------------------------------------------------------------ block */
+
+static void block_mod(wan_model *m, int i, float *mod) {
+    const osp_backend *be = m->be;
+    int D = m->D;
+    for (int b = 0; b < m->B; b++) {
+        be->copy(mod + (int64_t)b * 6 * D, m->e0 + (int64_t)b * 6 * D, sizeof(float) * 6 * D);
+        be->add(mod + (int64_t)b * 6 * D, m->p.blk[i].mod, 6 * D);
+    }
+}
+
+void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
+    const osp_backend *be = m->be;
+    const block_p *p = &m->p.blk[i];
+    block_acts *a = &m->acts[i];
+    const dev_layout *lay = &m->lay[m->kind[i]];
+    int64_t R = lay->host.R, N = lay->host.N, M = R * N, Mt = m->Mt;
+    int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B;
+    int64_t st = 6 * (int64_t)D;
+    float eps = m->cfg.eps;
+    block_mod(m, i, a->mod);
+    /* self-attention: LN + modulation, q/k RMSNorm over the full dim, RoPE, attention */
+    be->ln_mod_fwd(a->h1, a->m1, a->r1, x, a->mod, a->mod + D, R, N, D, B, st, eps);
+    lin_fwd(m, i, SITE_SQ, a->qp, a->h1, &p->sq, M, D, D);
+    lin_fwd(m, i, SITE_SK, a->kp, a->h1, &p->sk, M, D, D);
+    lin_fwd(m, i, SITE_SV, a->v, a->h1, &p->sv, M, D, D);
+    be->rmsnorm_fwd(a->q, a->rq, a->qp, p->snq, M, D, eps);
+    be->rmsnorm_fwd(a->k, a->rk, a->kp, p->snk, M, D, eps);
+    be->rope_fwd(a->q, a->q, lay->pos3, m->rope, M, H);
+    be->rope_fwd(a->k, a->k, lay->pos3, m->rope, M, H);
+    att_fq(m, i, AQ_Q, a->q, M * D);
+    att_fq(m, i, AQ_K, a->k, M * D);
+    att_fq(m, i, AQ_V, a->v, M * D);
+    be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, lay->valid, R, R, N, N, H, hd);
+    lin_fwd(m, i, SITE_SO, a->yo, a->o, &p->so, M, D, D);
+    be->copy(a->x1, x, sizeof(float) * M * D);
+    be->gate_res_fwd(a->x1, a->yo, a->mod + 2 * D, R, N, D, B, st);
+    /* cross-attention over all text rows: affine LN, no modulation, no gate, no RoPE */
+    be->layernorm_fwd(a->h3, a->m3, a->r3, a->x1, p->n3w, p->n3b, M, D, eps);
+    lin_fwd(m, i, SITE_CQ, a->cqp, a->h3, &p->cq, M, D, D);
+    be->rmsnorm_fwd(a->cq, a->crq, a->cqp, p->cnq, M, D, eps);
+    lin_fwd(m, i, SITE_CK, a->ckp, m->ctx, &p->ck, Mt, D, D);
+    be->rmsnorm_fwd(a->ck, a->crk, a->ckp, p->cnk, Mt, D, eps);
+    lin_fwd(m, i, SITE_CV, a->cv, m->ctx, &p->cv, Mt, D, D);
+    be->attn_fwd(a->co, a->clse, a->cq, a->ck, a->cv, NULL, R, B, N, m->cfg.text_len, H, hd);
+    lin_fwd(m, i, SITE_CO, a->cyo, a->co, &p->co, M, D, D);
+    be->copy(a->x2, a->x1, sizeof(float) * M * D);
+    be->add(a->x2, a->cyo, M * D);
+    /* FFN: LN + modulation, Linear, GELU(tanh), Linear, gated residual */
+    be->ln_mod_fwd(a->h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
+    lin_fwd(m, i, SITE_F1, a->f1, a->h2, &p->f1, M, D, F);
+    be->gelu_fwd(a->f2, a->f1, M * F);
+    lin_fwd(m, i, SITE_F2, a->yf, a->f2, &p->f2, M, F, D);
+    be->copy(xout, a->x2, sizeof(float) * M * D);
+    be->gate_res_fwd(xout, a->yf, a->mod + 5 * D, R, N, D, B, st);
+}
+
+void wan_block_backward(wan_model *m, int i, const float *x, const float *dout, float *dx) {
+    const osp_backend *be = m->be;
+    const block_p *p = &m->p.blk[i];
+    const block_p *g = &m->g.blk[i];
+    block_acts *a = &m->acts[i];
+    const dev_layout *lay = &m->lay[m->kind[i]];
+    int64_t R = lay->host.R, N = lay->host.N, M = R * N, Mt = m->Mt;
+    int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B, Lt = m->cfg.text_len;
+    int64_t st = 6 * (int64_t)D;
+    float *dmod = m->gmod;
+    be->zero(dmod, sizeof(float) * B * 6 * D);
+    /* FFN: dx2 = dout + LN-path; gate2 */
+    float *dx2 = m->g3;
+    be->copy(dx2, dout, sizeof(float) * M * D);
+    be->zero(m->g1, sizeof(float) * M * D);
+    be->gate_res_bwd(m->g1, dmod + 5 * D, dout, a->yf, a->mod + 5 * D, R, N, D, B, st);
+    be->zero(m->gf2, sizeof(float) * M * F);
+    lin_bwd(m, i, SITE_F2, m->gf2, &g->f2, m->g1, a->f2, &p->f2, M, F, D);
+    be->zero(m->gf1, sizeof(float) * M * F);
+    be->gelu_bwd(m->gf1, m->gf2, a->f1, M * F);
+    be->zero(m->g2, sizeof(float) * M * D);
+    lin_bwd(m, i, SITE_F1, m->g2, &g->f1, m->gf1, a->h2, &p->f1, M, D, F);
+    be->ln_mod_bwd(dx2, dmod + 3 * D, dmod + 4 * D, m->g2, a->x2, a->m2, a->r2, a->mod + 4 * D, R, N, D, B, st);
+    /* cross-attention: dx1 = dx2 + norm3 path */
+    float *dx1 = dx2; /* the residual passes through unchanged; norm3's gradient is added below */
+    be->zero(m->go, sizeof(float) * M * D);
+    lin_bwd(m, i, SITE_CO, m->go, &g->co, dx2, a->co, &p->co, M, D, D);
+    be->zero(m->gq, sizeof(float) * M * D);
+    be->zero(m->gck, sizeof(float) * Mt * D);
+    be->zero(m->gcv, sizeof(float) * Mt * D);
+    be->attn_bwd(m->gq, m->gck, m->gcv, m->go, a->co, a->clse, a->cq, a->ck, a->cv, NULL, R, B, N, Lt, H, hd);
+    be->zero(m->g1, sizeof(float) * M * D);
+    be->rmsnorm_bwd(m->g1, g->cnq, m->gq, a->cqp, a->crq, p->cnq, M, D);
+    be->zero(m->g2, sizeof(float) * M * D);
+    lin_bwd(m, i, SITE_CQ, m->g2, &g->cq, m->g1, a->h3, &p->cq, M, D, D);
+    be->zero(m->gckp, sizeof(float) * Mt * D);
+    be->rmsnorm_bwd(m->gckp, g->cnk, m->gck, a->ckp, a->crk, p->cnk, Mt, D);
+    lin_bwd(m, i, SITE_CK, m->gctx, &g->ck, m->gckp, m->ctx, &p->ck, Mt, D, D);
+    lin_bwd(m, i, SITE_CV, m->gctx, &g->cv, m->gcv, m->ctx, &p->cv, Mt, D, D);
+    be->layernorm_bwd(dx1, g->n3w, g->n3b, m->g2, a->x1, a->m3, a->r3, p->n3w, M, D);
+    /* self-attention: dx = dx1 + LN1 path; gate1 */
+    be->add(dx, dx1, M * D);
+    be->zero(m->g1, sizeof(float) * M * D);
+    be->gate_res_bwd(m->g1, dmod + 2 * D, dx1, a->yo, a->mod + 2 * D, R, N, D, B, st);
+    be->zero(m->go, sizeof(float) * M * D);
+    lin_bwd(m, i, SITE_SO, m->go, &g->so, m->g1, a->o, &p->so, M, D, D);
+    be->zero(m->gq, sizeof(float) * M * D);
+    be->zero(m->gk, sizeof(float) * M * D);
+    be->zero(m->gv, sizeof(float) * M * D);
+    be->attn_bwd(m->gq, m->gk, m->gv, m->go, a->o, a->lse, a->q, a->k, a->v, lay->valid, R, R, N, N, H, hd);
+    att_fq(m, i, AQ_DQ, m->gq, M * D);
+    att_fq(m, i, AQ_DK, m->gk, M * D);
+    att_fq(m, i, AQ_DV, m->gv, M * D);
+    be->rope_bwd(m->gq, m->gq, lay->pos3, m->rope, M, H);
+    be->rope_bwd(m->gk, m->gk, lay->pos3, m->rope, M, H);
+    be->zero(m->g1, sizeof(float) * M * D);
+    be->rmsnorm_bwd(m->g1, g->snq, m->gq, a->qp, a->rq, p->snq, M, D);
+    be->zero(m->g2, sizeof(float) * M * D);
+    lin_bwd(m, i, SITE_SQ, m->g2, &g->sq, m->g1, a->h1, &p->sq, M, D, D);
+    be->zero(m->g1, sizeof(float) * M * D);
+    be->rmsnorm_bwd(m->g1, g->snk, m->gk, a->kp, a->rk, p->snk, M, D);
+    lin_bwd(m, i, SITE_SK, m->g2, &g->sk, m->g1, a->h1, &p->sk, M, D, D);
+    lin_bwd(m, i, SITE_SV, m->g2, &g->sv, m->gv, a->h1, &p->sv, M, D, D);
+    be->ln_mod_bwd(dx, dmod, dmod + D, m->g2, x, a->m1, a->r1, a->mod + D, R, N, D, B, st);
+    /* modulation = block.modulation + e0: both receive the per-sample gradient */
+    for (int b = 0; b < B; b++) {
+        be->add(g->mod, dmod + (int64_t)b * 6 * D, 6 * D);
+        be->add(m->ge0 + (int64_t)b * 6 * D, dmod + (int64_t)b * 6 * D, 6 * D);
+    }
+}

@@ -1,0 +1,584 @@
+/*
+ * test_ops_gpu.c — every op of the CUDA backend against its CPU twin (ops_cpu.c), the
+ * ggml test-backend-ops idea: fresh seeded random inputs (never zeros), the same inputs on
+ * both backends, ||gpu - cpu|| / ||cpu|| against a stated tolerance, forward and backward,
+ * at small odd sizes and at a production width (D = 1536, N = 2048) where large-size bugs
+ * show. Outputs that an op writes are poisoned with NaN first (an unwritten element fails);
+ * gradient outputs start from random values (backward ops must ADD). Prints a table.
+ *
+ * Tolerances: fp32 ops 1e-5 (2e-5 where the CPU sums in double and the GPU in fp32 trees);
+ * GEMMs with OSP_CUDA_GEMM=fp32 1e-5, with the default bf16 operands 1e-2; attention (bf16
+ * tensor cores, fp32 softmax/accumulators) 1e-2 forward, 2e-2 backward; HiF8 bit-exact.
+ * Also: GPU reductions repeated must be bit-identical (determinism), and a timing printout
+ * for attention 12 x 128 at 8,192 and 32,760 tokens and one large GEMM (printed, not asserted).
+ *
+ * Without a visible GPU (or a build without CUDA) the test prints "skipped" and passes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+
+static const osp_backend *C, *G;
+static int nfail, nchecks;
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t rnd_u64(void) { /* splitmix64 */
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static float rnd_uniform(float lo, float hi) { return lo + (hi - lo) * (float)((rnd_u64() >> 40) * 0x1.0p-24); }
+
+/* a tensor living on both backends with identical contents */
+typedef struct {
+    float *c, *g;
+    size_t n;
+} pair;
+
+static pair pair_new(size_t n) {
+    pair p = {osp_malloc(n * sizeof(float)), G->alloc(n * sizeof(float)), n};
+    return p;
+}
+static pair pair_rand(size_t n, float lo, float hi) {
+    pair p = pair_new(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = rnd_uniform(lo, hi);
+    G->upload(p.g, p.c, n * sizeof(float));
+    return p;
+}
+static pair pair_poison(size_t n) { /* outputs: NaN on both, so unwritten elements show */
+    pair p = pair_new(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = NAN;
+    G->upload(p.g, p.c, n * sizeof(float));
+    return p;
+}
+static void pair_free(pair *p) {
+    free(p->c);
+    G->free(p->g);
+    p->c = p->g = NULL;
+}
+static void *dev_bytes(const void *h, size_t bytes) {
+    void *d = G->alloc(bytes);
+    G->upload(d, h, bytes);
+    return d;
+}
+
+/* ||a - b|| / ||b|| in double; inf when any element is NaN or when an infinity differs */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+        if (isinf(a[i]) || isinf(b[i])) {
+            if (a[i] != b[i]) return INFINITY;
+            continue;
+        }
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void report(const char *op, const char *shape, double err, double tol) {
+    bool ok = err <= tol;
+    nchecks++;
+    if (!ok) nfail++;
+    printf("%-30s %-28s %10.2e %8.0e  %s\n", op, shape, err, tol, ok ? "ok" : "FAIL");
+    fflush(stdout);
+}
+
+/* download the GPU side and compare with the CPU side */
+static void check(const char *op, const char *shape, pair p, double tol) {
+    float *h = osp_malloc(p.n * sizeof(float));
+    G->download(h, p.g, p.n * sizeof(float));
+    report(op, shape, rel_err(h, p.c, p.n), tol);
+    free(h);
+}
+
+static void check_scalar(const char *op, const char *shape, double gpu, double cpu, double tol) {
+    double err = fabs(gpu - cpu) / (fabs(cpu) > 0 ? fabs(cpu) : 1.0);
+    if (isnan(gpu) || isnan(cpu)) err = INFINITY;
+    report(op, shape, err, tol);
+}
+
+/* bit-identical repeat of a GPU result */
+static void check_same(const char *op, const char *shape, const float *g1, const float *g2, size_t n) {
+    float *a = osp_malloc(n * sizeof(float)), *b = osp_malloc(n * sizeof(float));
+    G->download(a, g1, n * sizeof(float));
+    G->download(b, g2, n * sizeof(float));
+    report(op, shape, memcmp(a, b, n * sizeof(float)) ? 1.0 : 0.0, 0.0);
+    free(a);
+    free(b);
+}
+
+/* ------------------------------------------------------------------ dense */
+
+static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
+    setenv("OSP_CUDA_GEMM", mode, 1);
+    pair x = pair_rand((size_t)N * I, -1, 1), W = pair_rand((size_t)O * I, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
+    pair y = pair_poison((size_t)N * O), y2 = pair_poison((size_t)N * O);
+    C->linear_fwd(y.c, x.c, W.c, b.c, N, I, O);
+    G->linear_fwd(y.g, x.g, W.g, b.g, N, I, O);
+    check("linear_fwd (bias)", shape, y, tol);
+    C->linear_fwd(y2.c, x.c, W.c, NULL, N, I, O);
+    G->linear_fwd(y2.g, x.g, W.g, NULL, N, I, O);
+    check("linear_fwd (no bias)", shape, y2, tol);
+    pair dy = pair_rand((size_t)N * O, -1, 1), dx = pair_rand((size_t)N * I, -1, 1);
+    pair dW = pair_rand((size_t)O * I, -1, 1), db = pair_rand(O, -1, 1);
+    C->linear_bwd(dx.c, dW.c, db.c, dy.c, x.c, W.c, N, I, O);
+    G->linear_bwd(dx.g, dW.g, db.g, dy.g, x.g, W.g, N, I, O);
+    check("linear_bwd dx", shape, dx, tol);
+    check("linear_bwd dW", shape, dW, tol);
+    check("linear_bwd db", shape, db, 2e-5);
+    pair *all[] = {&x, &W, &b, &y, &y2, &dy, &dx, &dW, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    unsetenv("OSP_CUDA_GEMM");
+}
+
+/* ------------------------------------------------------------------ norms */
+
+static void test_layernorm(int64_t N, int D, bool affine) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld D%d%s", (long long)N, D, affine ? " affine" : "");
+    pair x = pair_rand((size_t)N * D, -2, 3), w = pair_rand(D, 0.5f, 1.5f), b = pair_rand(D, -1, 1);
+    pair y = pair_poison((size_t)N * D), mean = pair_poison(N), rstd = pair_poison(N);
+    const float *wc = affine ? w.c : NULL, *bc = affine ? b.c : NULL, *wg = affine ? w.g : NULL,
+                *bg = affine ? b.g : NULL;
+    C->layernorm_fwd(y.c, mean.c, rstd.c, x.c, wc, bc, N, D, 1e-6f);
+    G->layernorm_fwd(y.g, mean.g, rstd.g, x.g, wg, bg, N, D, 1e-6f);
+    check("layernorm_fwd y", shape, y, 1e-5);
+    check("layernorm_fwd mean", shape, mean, 1e-5);
+    check("layernorm_fwd rstd", shape, rstd, 1e-5);
+    pair dy = pair_rand((size_t)N * D, -1, 1), dx = pair_rand((size_t)N * D, -1, 1);
+    pair dw = pair_rand(D, -1, 1), db = pair_rand(D, -1, 1);
+    C->layernorm_bwd(dx.c, affine ? dw.c : NULL, affine ? db.c : NULL, dy.c, x.c, mean.c, rstd.c, wc, N, D);
+    G->layernorm_bwd(dx.g, affine ? dw.g : NULL, affine ? db.g : NULL, dy.g, x.g, mean.g, rstd.g, wg, N, D);
+    check("layernorm_bwd dx", shape, dx, 2e-5);
+    if (affine) {
+        check("layernorm_bwd dw", shape, dw, 2e-5);
+        check("layernorm_bwd db", shape, db, 2e-5);
+    }
+    pair *all[] = {&x, &w, &b, &y, &mean, &rstd, &dy, &dx, &dw, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+static void test_ln_mod(int64_t R, int64_t N, int D, int B) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "R%lld N%lld D%d B%d", (long long)R, (long long)N, D, B);
+    int64_t stride = 6 * (int64_t)D; /* shift/scale are rows of a [B, 6, D] modulation tensor */
+    pair x = pair_rand((size_t)R * N * D, -2, 3), mod = pair_rand((size_t)B * stride, -0.5f, 0.5f);
+    pair y = pair_poison((size_t)R * N * D), mean = pair_poison(R * N), rstd = pair_poison(R * N);
+    C->ln_mod_fwd(y.c, mean.c, rstd.c, x.c, mod.c, mod.c + D, R, N, D, B, stride, 1e-6f);
+    G->ln_mod_fwd(y.g, mean.g, rstd.g, x.g, mod.g, mod.g + D, R, N, D, B, stride, 1e-6f);
+    check("ln_mod_fwd y", shape, y, 1e-5);
+    check("ln_mod_fwd rstd", shape, rstd, 1e-5);
+    pair dy = pair_rand((size_t)R * N * D, -1, 1), dx = pair_rand((size_t)R * N * D, -1, 1);
+    pair dmod = pair_rand((size_t)B * stride, -1, 1);
+    C->ln_mod_bwd(dx.c, dmod.c, dmod.c + D, dy.c, x.c, mean.c, rstd.c, mod.c + D, R, N, D, B, stride);
+    G->ln_mod_bwd(dx.g, dmod.g, dmod.g + D, dy.g, x.g, mean.g, rstd.g, mod.g + D, R, N, D, B, stride);
+    check("ln_mod_bwd dx", shape, dx, 2e-5);
+    check("ln_mod_bwd dshift,dscale", shape, dmod, 2e-5);
+    /* determinism: the parameter reduction twice from the same start */
+    pair d1 = pair_rand((size_t)B * stride, -1, 1);
+    float *d2 = G->alloc(d1.n * sizeof(float));
+    G->copy(d2, d1.g, d1.n * sizeof(float));
+    G->ln_mod_bwd(NULL, d1.g, d1.g + D, dy.g, x.g, mean.g, rstd.g, mod.g + D, R, N, D, B, stride);
+    G->ln_mod_bwd(NULL, d2, d2 + D, dy.g, x.g, mean.g, rstd.g, mod.g + D, R, N, D, B, stride);
+    check_same("ln_mod_bwd repeat bitwise", shape, d1.g, d2, d1.n);
+    G->free(d2);
+    pair *all[] = {&x, &mod, &y, &mean, &rstd, &dy, &dx, &dmod, &d1};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+static void test_rmsnorm(int64_t N, int D) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld D%d", (long long)N, D);
+    pair x = pair_rand((size_t)N * D, -2, 2), w = pair_rand(D, 0.5f, 1.5f);
+    pair y = pair_poison((size_t)N * D), rstd = pair_poison(N);
+    C->rmsnorm_fwd(y.c, rstd.c, x.c, w.c, N, D, 1e-6f);
+    G->rmsnorm_fwd(y.g, rstd.g, x.g, w.g, N, D, 1e-6f);
+    check("rmsnorm_fwd y", shape, y, 1e-5);
+    check("rmsnorm_fwd rstd", shape, rstd, 1e-5);
+    pair dy = pair_rand((size_t)N * D, -1, 1), dx = pair_rand((size_t)N * D, -1, 1), dw = pair_rand(D, -1, 1);
+    C->rmsnorm_bwd(dx.c, dw.c, dy.c, x.c, rstd.c, w.c, N, D);
+    G->rmsnorm_bwd(dx.g, dw.g, dy.g, x.g, rstd.g, w.g, N, D);
+    check("rmsnorm_bwd dx", shape, dx, 2e-5);
+    check("rmsnorm_bwd dw", shape, dw, 2e-5);
+    pair *all[] = {&x, &w, &y, &rstd, &dy, &dx, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+/* ------------------------------------------------------------------ elementwise */
+
+static void test_elementwise(int64_t n) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "n%lld", (long long)n);
+    pair x = pair_rand(n, -5, 5), y = pair_poison(n), dy = pair_rand(n, -1, 1), dx = pair_rand(n, -1, 1);
+    C->gelu_fwd(y.c, x.c, n);
+    G->gelu_fwd(y.g, x.g, n);
+    check("gelu_fwd", shape, y, 1e-5);
+    C->gelu_bwd(dx.c, dy.c, x.c, n);
+    G->gelu_bwd(dx.g, dy.g, x.g, n);
+    check("gelu_bwd", shape, dx, 1e-5);
+    C->silu_fwd(y.c, x.c, n);
+    G->silu_fwd(y.g, x.g, n);
+    check("silu_fwd", shape, y, 1e-5);
+    C->silu_bwd(dx.c, dy.c, x.c, n);
+    G->silu_bwd(dx.g, dy.g, x.g, n);
+    check("silu_bwd", shape, dx, 1e-5);
+    C->add(dx.c, x.c, n);
+    G->add(dx.g, x.g, n);
+    check("add", shape, dx, 1e-6);
+    C->axpby(dx.c, 0.7f, x.c, -1.3f, n);
+    G->axpby(dx.g, 0.7f, x.g, -1.3f, n);
+    check("axpby", shape, dx, 1e-6);
+    C->scale(dx.c, 0.37f, n);
+    G->scale(dx.g, 0.37f, n);
+    check("scale", shape, dx, 1e-6);
+    pair *all[] = {&x, &y, &dy, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+static void test_gate_res(int64_t R, int64_t N, int D, int B) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "R%lld N%lld D%d B%d", (long long)R, (long long)N, D, B);
+    int64_t stride = 6 * (int64_t)D;
+    size_t n = (size_t)R * N * D;
+    pair x = pair_rand(n, -1, 1), y = pair_rand(n, -1, 1), mod = pair_rand((size_t)B * stride, -1, 1);
+    C->gate_res_fwd(x.c, y.c, mod.c + 2 * D, R, N, D, B, stride);
+    G->gate_res_fwd(x.g, y.g, mod.g + 2 * D, R, N, D, B, stride);
+    check("gate_res_fwd", shape, x, 1e-6);
+    pair dx = pair_rand(n, -1, 1), dy = pair_rand(n, -1, 1), dmod = pair_rand((size_t)B * stride, -1, 1);
+    C->gate_res_bwd(dy.c, dmod.c + 2 * D, dx.c, y.c, mod.c + 2 * D, R, N, D, B, stride);
+    G->gate_res_bwd(dy.g, dmod.g + 2 * D, dx.g, y.g, mod.g + 2 * D, R, N, D, B, stride);
+    check("gate_res_bwd dy", shape, dy, 1e-6);
+    check("gate_res_bwd dgate", shape, dmod, 2e-5);
+    pair *all[] = {&x, &y, &mod, &dx, &dy, &dmod};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+/* ------------------------------------------------------------------ RoPE */
+
+static void test_rope(int64_t ntok, int H, int d) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "tok%lld H%d d%d", (long long)ntok, H, d);
+    osp_rope *rc = C->rope_init(d, 1024, 10000.0), *rg = G->rope_init(d, 1024, 10000.0);
+    int32_t *pos = osp_malloc(sizeof(int32_t) * 3 * ntok);
+    for (int64_t i = 0; i < 3 * ntok; i++) pos[i] = (int32_t)(rnd_u64() % 1024);
+    int32_t *pos_g = dev_bytes(pos, sizeof(int32_t) * 3 * ntok);
+    size_t n = (size_t)ntok * H * d;
+    pair x = pair_rand(n, -1, 1), y = pair_poison(n), dy = pair_rand(n, -1, 1), dx = pair_rand(n, -1, 1);
+    C->rope_fwd(y.c, x.c, pos, rc, ntok, H);
+    G->rope_fwd(y.g, x.g, pos_g, rg, ntok, H);
+    check("rope_fwd", shape, y, 1e-5);
+    C->rope_fwd(x.c, x.c, pos, rc, ntok, H); /* in place */
+    G->rope_fwd(x.g, x.g, pos_g, rg, ntok, H);
+    check("rope_fwd in place", shape, x, 1e-5);
+    C->rope_bwd(dx.c, dy.c, pos, rc, ntok, H);
+    G->rope_bwd(dx.g, dy.g, pos_g, rg, ntok, H);
+    check("rope_bwd (accumulate)", shape, dx, 1e-5);
+    C->rope_bwd(dy.c, dy.c, pos, rc, ntok, H);
+    G->rope_bwd(dy.g, dy.g, pos_g, rg, ntok, H);
+    check("rope_bwd in place", shape, dy, 1e-5);
+    C->rope_free(rc);
+    G->rope_free(rg);
+    free(pos);
+    G->free(pos_g);
+    pair *all[] = {&x, &y, &dy, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* mask: 0 none, 1 random keys masked and kv row 1 fully masked (queries with no valid key) */
+static void test_attn(int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d, int mask, float qamp) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "R%lld/%lld Nq%lld Nk%lld H%d d%d%s", (long long)R, (long long)Rkv, (long long)Nq,
+             (long long)Nk, H, d, mask ? " mask" : "");
+    size_t nq = (size_t)R * Nq * H * d, nk = (size_t)Rkv * Nk * H * d;
+    pair q = pair_rand(nq, -qamp, qamp), k = pair_rand(nk, -1, 1), v = pair_rand(nk, -1, 1);
+    uint8_t *valid = NULL, *valid_g = NULL;
+    if (mask) {
+        valid = osp_malloc((size_t)Rkv * Nk);
+        for (int64_t i = 0; i < Rkv * Nk; i++) valid[i] = (rnd_u64() % 4) != 0;
+        if (Rkv > 1)
+            for (int64_t j = 0; j < Nk; j++) valid[Nk + j] = 0;
+        valid_g = dev_bytes(valid, (size_t)Rkv * Nk);
+    }
+    pair o = pair_poison(nq), lse = pair_poison((size_t)R * H * Nq);
+    double t0 = osp_now();
+    C->attn_fwd(o.c, lse.c, q.c, k.c, v.c, valid, R, Rkv, Nq, Nk, H, d);
+    double tc = osp_now() - t0;
+    G->attn_fwd(o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    check("attn_fwd o", shape, o, 1e-2);
+    check("attn_fwd lse", shape, lse, 1e-2);
+    pair dout = pair_rand(nq, -1, 1);
+    pair dq = pair_rand(nq, -1, 1), dk = pair_rand(nk, -1, 1), dv = pair_rand(nk, -1, 1);
+    /* compare only the gradient each op adds: start both from the same random values and
+     * subtract them back out, so the tolerance applies to the attention gradient itself */
+    float *dq0 = osp_malloc(nq * 4), *dk0 = osp_malloc(nk * 4), *dv0 = osp_malloc(nk * 4);
+    memcpy(dq0, dq.c, nq * 4);
+    memcpy(dk0, dk.c, nk * 4);
+    memcpy(dv0, dv.c, nk * 4);
+    t0 = osp_now();
+    C->attn_bwd(dq.c, dk.c, dv.c, dout.c, o.c, lse.c, q.c, k.c, v.c, valid, R, Rkv, Nq, Nk, H, d);
+    tc += osp_now() - t0;
+    G->attn_bwd(dq.g, dk.g, dv.g, dout.g, o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    pair *grads[] = {&dq, &dk, &dv};
+    float *starts[] = {dq0, dk0, dv0};
+    const char *names[] = {"attn_bwd dq", "attn_bwd dk", "attn_bwd dv"};
+    for (int i = 0; i < 3; i++) {
+        float *h = osp_malloc(grads[i]->n * 4);
+        G->download(h, grads[i]->g, grads[i]->n * 4);
+        for (size_t j = 0; j < grads[i]->n; j++) {
+            h[j] -= starts[i][j];
+            grads[i]->c[j] -= starts[i][j];
+        }
+        report(names[i], shape, rel_err(h, grads[i]->c, grads[i]->n), 2e-2);
+        free(h);
+    }
+    /* determinism of the GPU backward (no atomics): same inputs, same bits */
+    float *a1 = G->alloc(nk * 4), *a2 = G->alloc(nk * 4);
+    G->attn_bwd(NULL, a1, NULL, dout.g, o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    G->attn_bwd(NULL, a2, NULL, dout.g, o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    check_same("attn_bwd dk repeat bitwise", shape, a1, a2, nk);
+    G->free(a1);
+    G->free(a2);
+    if (tc > 1.0) printf("  (CPU reference for %s took %.1f s)\n", shape, tc);
+    free(dq0);
+    free(dk0);
+    free(dv0);
+    free(valid);
+    if (valid_g) G->free(valid_g);
+    pair *all[] = {&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+/* ------------------------------------------------------------------ layouts */
+
+static void test_layouts(void) {
+    const int64_t nsrc = 300, n = 257;
+    const int D = 40;
+    int32_t *idx = osp_malloc(sizeof(int32_t) * n);
+    int32_t *perm = osp_malloc(sizeof(int32_t) * nsrc);
+    for (int64_t i = 0; i < nsrc; i++) perm[i] = (int32_t)i;
+    for (int64_t i = nsrc - 1; i > 0; i--) { /* injective: a shuffled prefix, some -1 */
+        int64_t j = (int64_t)(rnd_u64() % (uint64_t)(i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int64_t i = 0; i < n; i++) idx[i] = (i % 7 == 3) ? -1 : perm[i];
+    int32_t *idx_g = dev_bytes(idx, sizeof(int32_t) * n);
+    pair src = pair_rand((size_t)nsrc * D, -1, 1), dst = pair_poison((size_t)n * D);
+    C->gather_rows(dst.c, src.c, idx, n, D);
+    G->gather_rows(dst.g, src.g, idx_g, n, D);
+    check("gather_rows", "n257 D40", dst, 0);
+    pair acc = pair_rand((size_t)nsrc * D, -1, 1), rows = pair_rand((size_t)n * D, -1, 1);
+    C->scatter_add_rows(acc.c, rows.c, idx, n, D);
+    G->scatter_add_rows(acc.g, rows.g, idx_g, n, D);
+    check("scatter_add_rows", "n257 D40", acc, 0);
+    free(idx);
+    free(perm);
+    G->free(idx_g);
+    pair *all[] = {&src, &dst, &acc, &rows};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+
+    int B = 2, Cc = 3, T = 4, Hs = 6, Ws = 10;
+    int pts[2] = {1, 2};
+    for (int a = 0; a < 2; a++)
+        for (int cf = 0; cf < 2; cf++) {
+            int pt = pts[a], ph = 2, pw = 2;
+            char shape[64];
+            snprintf(shape, sizeof shape, "B2 C3 T4 6x10 p%d22 %s", pt, cf ? "c_first" : "c_last");
+            size_t nv = (size_t)B * Cc * T * Hs * Ws;
+            pair vid = pair_rand(nv, -1, 1), tok = pair_poison(nv), vid2 = pair_poison(nv);
+            C->patch_map(tok.c, vid.c, B, Cc, T, Hs, Ws, pt, ph, pw, cf, true);
+            G->patch_map(tok.g, vid.g, B, Cc, T, Hs, Ws, pt, ph, pw, cf, true);
+            check("patch_map to_tokens", shape, tok, 0);
+            C->patch_map(tok.c, vid2.c, B, Cc, T, Hs, Ws, pt, ph, pw, cf, false);
+            G->patch_map(tok.g, vid2.g, B, Cc, T, Hs, Ws, pt, ph, pw, cf, false);
+            check("patch_map to_video", shape, vid2, 0);
+            pair_free(&vid);
+            pair_free(&tok);
+            pair_free(&vid2);
+        }
+}
+
+/* ------------------------------------------------------------------ losses, optimizer, quant */
+
+static void test_reductions(int64_t n) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "n%lld", (long long)n);
+    pair p = pair_rand(n, -3, 3), t = pair_rand(n, -3, 3), dp = pair_poison(n);
+    double mc = C->mse(dp.c, p.c, t.c, n, 0.5f), mg = G->mse(dp.g, p.g, t.g, n, 0.5f);
+    check_scalar("mse value", shape, mg, mc, 1e-9);
+    check("mse dpred", shape, dp, 1e-5);
+    check_scalar("sumsq", shape, G->sumsq(p.g, n), C->sumsq(p.c, n), 1e-9);
+    check_scalar("sumsq repeat bitwise", shape, G->sumsq(p.g, n), G->sumsq(p.g, n), 0);
+    check_scalar("absmax", shape, G->absmax(p.g, n), C->absmax(p.c, n), 0);
+    p.c[n / 3] = INFINITY;
+    p.c[n / 2] = NAN;
+    p.c[n - 1] = -INFINITY;
+    G->upload(p.g, p.c, n * sizeof(float));
+    check_scalar("count_nonfinite", shape, (double)G->count_nonfinite(p.g, n), (double)C->count_nonfinite(p.c, n), 0);
+    pair_free(&p);
+    pair_free(&t);
+    pair_free(&dp);
+
+    pair w = pair_rand(n, -1, 1), g = pair_rand(n, -1, 1), m = pair_rand(n, -0.1f, 0.1f), v = pair_rand(n, 0, 0.01f);
+    for (int step = 1; step <= 3; step++) {
+        float bc1 = 1.0f - powf(0.9f, step), bc2 = 1.0f - powf(0.999f, step);
+        C->adamw(w.c, g.c, m.c, v.c, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, bc1, bc2, 0.5f);
+        G->adamw(w.g, g.g, m.g, v.g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, bc1, bc2, 0.5f);
+    }
+    check("adamw p (3 steps)", shape, w, 1e-5);
+    check("adamw m", shape, m, 1e-5);
+    check("adamw v", shape, v, 1e-5);
+    pair e = pair_rand(n, -1, 1);
+    C->ema(e.c, w.c, n, 0.999f);
+    G->ema(e.g, w.g, n, 0.999f);
+    check("ema", shape, e, 1e-6);
+    pair_free(&w);
+    pair_free(&g);
+    pair_free(&m);
+    pair_free(&v);
+    pair_free(&e);
+
+    /* HiF8 fake quantization must be bit-exact; inputs span the whole range incl. overflow */
+    pair x = pair_new(n), y = pair_poison(n);
+    for (int64_t i = 0; i < n; i++) x.c[i] = rnd_uniform(-1, 1) * powf(2.0f, rnd_uniform(-26, 18));
+    G->upload(x.g, x.c, n * sizeof(float));
+    for (int sat = 0; sat < 2; sat++) {
+        C->hif8_fq(y.c, x.c, n, 3.0f, sat);
+        G->hif8_fq(y.g, x.g, n, 3.0f, sat);
+        float *h = osp_malloc(n * sizeof(float));
+        G->download(h, y.g, n * sizeof(float));
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += memcmp(&h[i], &y.c[i], 4) != 0;
+        report(sat ? "hif8_fq saturate (mismatches)" : "hif8_fq (mismatches)", shape, (double)bad, 0);
+        free(h);
+    }
+    pair_free(&x);
+    pair_free(&y);
+}
+
+/* ------------------------------------------------------------------ timing */
+
+static double median(double *t, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double s = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = s;
+        }
+    return t[n / 2];
+}
+
+static void time_attn(int64_t N, int H, int d, int reps) {
+    size_t n = (size_t)N * H * d;
+    pair q = pair_rand(n, -2, 2), k = pair_rand(n, -1, 1), v = pair_rand(n, -1, 1), dout = pair_rand(n, -1, 1);
+    float *o = G->alloc(n * 4), *lse = G->alloc((size_t)H * N * 4);
+    float *dq = G->alloc(n * 4), *dk = G->alloc(n * 4), *dv = G->alloc(n * 4);
+    double tf[16], tb[16];
+    G->attn_fwd(o, lse, q.g, k.g, v.g, NULL, 1, 1, N, N, H, d); /* warm-up */
+    G->attn_bwd(dq, dk, dv, dout.g, o, lse, q.g, k.g, v.g, NULL, 1, 1, N, N, H, d);
+    G->sync();
+    for (int i = 0; i < reps; i++) {
+        double t0 = osp_now();
+        G->attn_fwd(o, lse, q.g, k.g, v.g, NULL, 1, 1, N, N, H, d);
+        G->sync();
+        double t1 = osp_now();
+        G->attn_bwd(dq, dk, dv, dout.g, o, lse, q.g, k.g, v.g, NULL, 1, 1, N, N, H, d);
+        G->sync();
+        tf[i] = t1 - t0;
+        tb[i] = osp_now() - t0;
+    }
+    double flop = 4.0 * (double)N * N * d * H;
+    double mf = median(tf, reps), mb = median(tb, reps);
+    printf("timing attn H%d d%d N%lld: fwd %.2f ms (%.0f TFLOP/s)  fwd+bwd %.2f ms (%.0f TFLOP/s, 3.5x count)\n", H,
+           d, (long long)N, mf * 1e3, flop / mf / 1e12, mb * 1e3, 3.5 * flop / mb / 1e12);
+    G->free(o);
+    G->free(lse);
+    G->free(dq);
+    G->free(dk);
+    G->free(dv);
+    pair_free(&q);
+    pair_free(&k);
+    pair_free(&v);
+    pair_free(&dout);
+}
+
+static void time_linear(int64_t N, int I, int O, int reps) {
+    pair x = pair_rand((size_t)N * I, -1, 1), W = pair_rand((size_t)O * I, -1, 1), b = pair_rand(O, -1, 1);
+    float *y = G->alloc((size_t)N * O * 4);
+    double t[16];
+    G->linear_fwd(y, x.g, W.g, b.g, N, I, O);
+    G->sync();
+    for (int i = 0; i < reps; i++) {
+        double t0 = osp_now();
+        G->linear_fwd(y, x.g, W.g, b.g, N, I, O);
+        G->sync();
+        t[i] = osp_now() - t0;
+    }
+    double m = median(t, reps);
+    printf("timing linear_fwd N%lld I%d O%d (bf16 operands): %.3f ms (%.0f TFLOP/s)\n", (long long)N, I, O, m * 1e3,
+           2.0 * N * I * O / m / 1e12);
+    G->free(y);
+    pair_free(&x);
+    pair_free(&W);
+    pair_free(&b);
+}
+
+int main(void) {
+    G = osp_backend_cuda();
+    C = osp_backend_cpu();
+    if (!G) {
+        printf("test_ops_gpu: no CUDA backend or no GPU visible: skipped\n");
+        return 0;
+    }
+    printf("%-30s %-28s %10s %8s\n", "op", "shape", "rel.err", "tol");
+    test_linear(37, 48, 40, "fp32", 1e-5);
+    test_linear(37, 48, 40, "bf16", 1e-2);
+    test_linear(33, 35, 29, "fp32", 1e-5); /* odd sizes: unaligned leading dimensions */
+    test_linear(2048, 1536, 1536, "fp32", 1e-5);
+    test_linear(2048, 1536, 1536, "bf16", 1e-2);
+    test_linear(2048, 1536, 8960, "bf16", 1e-2); /* FFN width: bias grad over > 8.4k columns */
+    test_layernorm(37, 48, false);
+    test_layernorm(37, 48, true);
+    test_layernorm(2048, 1536, true);
+    test_ln_mod(4, 37, 48, 2);
+    test_ln_mod(1, 2048, 1536, 1);
+    test_ln_mod(8, 300, 1536, 2);
+    test_rmsnorm(37, 48);
+    test_rmsnorm(2048, 1536);
+    test_elementwise(1001);
+    test_elementwise(2048 * 1536);
+    test_gate_res(4, 37, 48, 2);
+    test_gate_res(2, 2048, 1536, 2);
+    test_rope(50, 3, 128);
+    test_rope(50, 4, 32);
+    test_rope(2048, 12, 128);
+    test_attn(2, 2, 100, 100, 2, 32, 0, 2);
+    test_attn(4, 2, 77, 150, 3, 128, 1, 2);     /* Rkv != R, masks, an all-masked kv row */
+    test_attn(2, 1, 200, 64, 2, 64, 0, 2);      /* cross-attention shape: short key side */
+    test_attn(2, 2, 130, 190, 2, 32, 1, 2);
+    test_attn(1, 1, 2048, 2048, 12, 128, 0, 2); /* production width */
+    test_layouts();
+    test_reductions(1001);
+    test_reductions(3000001);
+    printf("%d checks, %d failed\n", nchecks, nfail);
+
+    if (!getenv("OSP_GPU_TEST_NO_TIMING")) {
+        time_linear(32760, 1536, 1536, 7);
+        time_attn(8192, 12, 128, 7);
+        time_attn(32760, 12, 128, 5);
+    }
+    return nfail ? 1 : 0;
+}

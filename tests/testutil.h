@@ -1,0 +1,308 @@
+/*
+ * testutil.h — small header-only helpers shared by the C tests: a seeded RNG, relative
+ * errors ||a-b||/||b|| in double, a pass/fail counter that prints one line per check
+ * (so test logs carry the measured numbers), a central finite-difference gradient driver,
+ * and a naive float64 attention reference (forward and backward) that both the op tests
+ * and the Skiparse layout tests compare against.
+ *
+ * Everything is static inline: include it from any tests/test_*.c without linking.
+ */
+#ifndef OSP_TESTUTIL_H
+#define OSP_TESTUTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ checks */
+
+static int tu_nfail = 0, tu_npass = 0;
+
+/* Record one check: err must be <= tol (NaN fails). Prints a line either way. */
+static inline int tu_check(const char *name, double err, double tol) {
+    int ok = err <= tol; /* false for NaN */
+    if (ok)
+        tu_npass++;
+    else
+        tu_nfail++;
+    printf("%-4s %-58s err=%.3e tol=%.1e\n", ok ? "ok" : "FAIL", name, err, tol);
+    fflush(stdout);
+    return ok;
+}
+
+/* Boolean expectation with a printf-style message on failure. */
+#define TU_EXPECT(cond, ...)                                                 \
+    do {                                                                     \
+        if (cond) {                                                          \
+            tu_npass++;                                                      \
+        } else {                                                             \
+            tu_nfail++;                                                      \
+            if (tu_nfail < 50) {                                             \
+                fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+                fprintf(stderr, __VA_ARGS__);                                \
+                fprintf(stderr, "\n");                                       \
+            }                                                                \
+        }                                                                    \
+    } while (0)
+
+/* Final summary line; returns the process exit code. */
+static inline int tu_summary(const char *test) {
+    printf("%s: %d checks passed, %d failed\n", test, tu_npass, tu_nfail);
+    return tu_nfail ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ RNG */
+
+/* splitmix64: tiny, seedable, good enough for test inputs */
+typedef struct {
+    uint64_t s;
+} tu_rng;
+
+static inline uint64_t tu_next(tu_rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* uniform in [0, 1) with 53 bits */
+static inline double tu_uniform(tu_rng *r) { return (double)(tu_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+static inline int64_t tu_randint(tu_rng *r, int64_t n) { return (int64_t)(tu_uniform(r) * (double)n); }
+static inline double tu_normal(tu_rng *r) {
+    double u1 = tu_uniform(r), u2 = tu_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+static inline void tu_fill_normal(tu_rng *r, float *x, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * tu_normal(r));
+}
+static inline void tu_fill_uniform(tu_rng *r, float *x, int64_t n, double lo, double hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * tu_uniform(r));
+}
+/* malloc'd float array of n N(0, scale^2) values */
+static inline float *tu_randn(tu_rng *r, int64_t n, double scale) {
+    float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!x) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    tu_fill_normal(r, x, n, scale);
+    return x;
+}
+static inline void *tu_calloc(size_t n, size_t sz) {
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+static inline float *tu_dup(const float *x, int64_t n) {
+    float *y = tu_calloc((size_t)n, sizeof(float));
+    memcpy(y, x, sizeof(float) * (size_t)n);
+    return y;
+}
+
+/* ------------------------------------------------------------------ norms, errors */
+
+static inline double tu_dot_ff(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+static inline double tu_norm_f(const float *a, int64_t n) { return sqrt(tu_dot_ff(a, a, n)); }
+
+/* ||a-b|| / ||b||; when b == 0 returns ||a|| (so an all-zero reference demands zeros) */
+static inline double tu_rel_err_fd(const float *a, const double *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)a[i] - b[i];
+        num += e * e;
+        den += b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+static inline double tu_rel_err_ff(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)a[i] - b[i];
+        num += e * e;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+/* number of positions where the float bit patterns differ */
+static inline int64_t tu_bitdiff(const float *a, const float *b, int64_t n) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += memcmp(a + i, b + i, sizeof(float)) != 0;
+    return c;
+}
+
+/* ------------------------------------------------------------------ finite differences */
+
+/* A scalar loss of the current contents of some float buffer (the driver perturbs that
+ * buffer in place). Tests use L = <c, f(x)> in double with a fixed random cotangent c,
+ * so dL/dx is exactly what a backward op returns for dy = c. */
+typedef double (*tu_loss_fn)(void *ctx);
+
+/*
+ * Check an analytic gradient g of L w.r.t. x[n] by central differences on fp32 inputs.
+ *  - Directional: for ndir random N(0,1) directions u plus the steepest direction g/|g|
+ *    (all scaled to rms 1), xp = fl(x + h u), xm = fl(x - h u), and compare
+ *    L(xp) - L(xm) with <g, xp - xm> (the rounded perturbation, so input rounding costs
+ *    nothing). Error is relative to max(|<g,dx>|, |g| |dx| / sqrt(n)), the size of a
+ *    random directional derivative, so cancellation does not inflate it.
+ *  - Double-checked: every estimate is repeated with h/2; both must pass.
+ *  - Per element: the largest |g_i| and nelem random coordinates, relative to
+ *    max(|g_i|, rms(g)).
+ * Returns the worst relative error seen (also recorded by tu_check under `name`).
+ */
+static inline double tu_fd_check(const char *name, float *x, int64_t n, const float *g, tu_loss_fn loss, void *ctx,
+                                 double h, double tol, tu_rng *rng, int ndir, int nelem) {
+    float *x0 = tu_dup(x, n);
+    double *u = tu_calloc((size_t)n, sizeof(double));
+    double gn = tu_norm_f(g, n), grms = gn / sqrt((double)n), worst = 0;
+    for (int k = 0; k <= ndir; k++) {
+        double un = 0;
+        for (int64_t i = 0; i < n; i++) {
+            u[i] = (k < ndir || gn == 0) ? tu_normal(rng) : g[i];
+            un += u[i] * u[i];
+        }
+        un = sqrt(un / (double)n);
+        for (int half = 0; half < 2; half++) {
+            double hh = half ? h / 2 : h, an = 0, dxn = 0;
+            for (int64_t i = 0; i < n; i++) x[i] = (float)(x0[i] + hh * u[i] / un);
+            double lp = loss(ctx);
+            for (int64_t i = 0; i < n; i++) {
+                float xm = (float)(x0[i] - hh * u[i] / un);
+                double dx = (double)x[i] - xm;
+                an += (double)g[i] * dx;
+                dxn += dx * dx;
+                x[i] = xm;
+            }
+            double lm = loss(ctx);
+            double fd = lp - lm, den = fmax(fabs(an), gn * sqrt(dxn) / sqrt((double)n));
+            double e = den > 0 ? fabs(fd - an) / den : fabs(fd);
+            if (!(e <= worst)) worst = e; /* propagates NaN */
+        }
+    }
+    for (int k = -1; k < nelem; k++) {
+        int64_t i = 0;
+        if (k < 0) {
+            for (int64_t j = 1; j < n; j++)
+                if (fabsf(g[j]) > fabsf(g[i])) i = j;
+        } else {
+            i = tu_randint(rng, n);
+        }
+        for (int half = 0; half < 2; half++) {
+            double hh = half ? h / 2 : h;
+            memcpy(x, x0, sizeof(float) * (size_t)n);
+            x[i] = (float)(x0[i] + hh);
+            double xp = x[i], lp = loss(ctx);
+            x[i] = (float)(x0[i] - hh);
+            double xm = x[i], lm = loss(ctx);
+            double fd = (lp - lm) / (xp - xm), den = fmax(fabs(g[i]), grms);
+            double e = den > 0 ? fabs(fd - g[i]) / den : fabs(fd);
+            if (!(e <= worst)) worst = e;
+        }
+    }
+    memcpy(x, x0, sizeof(float) * (size_t)n);
+    free(x0);
+    free(u);
+    char buf[160];
+    snprintf(buf, sizeof buf, "fd %s", name);
+    tu_check(buf, worst, tol);
+    return worst;
+}
+
+/* <c, y> in double: the loss used by the gradient checks */
+static inline double tu_cot(const float *c, const float *y, int64_t n) { return tu_dot_ff(c, y, n); }
+
+/* ------------------------------------------------------------------ attention reference */
+
+/*
+ * Naive float64 attention for one (row, head): q [Nq] rows of d at stride ldq, k/v [Nk]
+ * rows at stride ldk. allowed(i, j) = allow ? allow[i * allow_qstride + j] : 1
+ * (allow_qstride 0 = one key mask for every query). Writes o [Nq*d] and lse [Nq]
+ * (-INFINITY and o = 0 for a query that may attend nothing). scale = 1/sqrt(d).
+ */
+static inline void tu_attn_ref_fwd(double *o, double *lse, const float *q, int64_t ldq, const float *k, const float *v,
+                                   int64_t ldk, int64_t Nq, int64_t Nk, int d, const uint8_t *allow,
+                                   int64_t allow_qstride) {
+    double sc = 1.0 / sqrt((double)d);
+    double *s = tu_calloc((size_t)Nk, sizeof(double));
+    for (int64_t i = 0; i < Nq; i++) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Nk; j++) {
+            int ok = allow ? allow[i * allow_qstride + j] : 1;
+            double a = 0;
+            if (ok)
+                for (int c = 0; c < d; c++) a += (double)q[i * ldq + c] * k[j * ldk + c];
+            s[j] = ok ? a * sc : -INFINITY;
+            if (s[j] > mx) mx = s[j];
+        }
+        double *oi = o + i * d;
+        for (int c = 0; c < d; c++) oi[c] = 0;
+        if (mx == -INFINITY) {
+            if (lse) lse[i] = -INFINITY;
+            continue;
+        }
+        double l = 0;
+        for (int64_t j = 0; j < Nk; j++) {
+            s[j] = s[j] == -INFINITY ? 0 : exp(s[j] - mx);
+            l += s[j];
+        }
+        for (int64_t j = 0; j < Nk; j++)
+            if (s[j] != 0)
+                for (int c = 0; c < d; c++) oi[c] += s[j] / l * v[j * ldk + c];
+        if (lse) lse[i] = mx + log(l);
+    }
+    free(s);
+}
+
+/* Naive float64 backward of the same, ADDING into dq [Nq*d], dk, dv [Nk*d] (any NULL). */
+static inline void tu_attn_ref_bwd(double *dq, double *dk, double *dv, const float *dout, const float *q, int64_t ldq,
+                                   const float *k, const float *v, int64_t ldk, int64_t Nq, int64_t Nk, int d,
+                                   const uint8_t *allow, int64_t allow_qstride) {
+    double sc = 1.0 / sqrt((double)d);
+    double *p = tu_calloc((size_t)Nk, sizeof(double)), *dp = tu_calloc((size_t)Nk, sizeof(double));
+    for (int64_t i = 0; i < Nq; i++) {
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Nk; j++) {
+            int ok = allow ? allow[i * allow_qstride + j] : 1;
+            double a = 0;
+            if (ok)
+                for (int c = 0; c < d; c++) a += (double)q[i * ldq + c] * k[j * ldk + c];
+            p[j] = ok ? a * sc : -INFINITY;
+            if (p[j] > mx) mx = p[j];
+        }
+        if (mx == -INFINITY) continue; /* output is constant 0: no gradient */
+        double l = 0, delta = 0;
+        for (int64_t j = 0; j < Nk; j++) {
+            p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - mx);
+            l += p[j];
+        }
+        const float *g = dout + i * ldq;
+        for (int64_t j = 0; j < Nk; j++) {
+            p[j] /= l;
+            double a = 0;
+            for (int c = 0; c < d; c++) a += (double)g[c] * v[j * ldk + c];
+            dp[j] = a;
+            delta += p[j] * a;
+        }
+        for (int64_t j = 0; j < Nk; j++) {
+            if (p[j] == 0) continue;
+            double ds = p[j] * (dp[j] - delta) * sc;
+            for (int c = 0; c < d; c++) {
+                if (dv) dv[j * d + c] += p[j] * g[c];
+                if (dk) dk[j * d + c] += ds * q[i * ldq + c];
+                if (dq) dq[i * d + c] += ds * k[j * ldk + c];
+            }
+        }
+    }
+    free(p);
+    free(dp);
+}
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * cli.c — option parsing helpers, config pipeline and backend selection shared by the
+ * `osp` subcommands.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/common.h"
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) osp_die("option %s needs a value (see --help)", argv[*i]);
+    return argv[++*i];
+}
+
+int cli_int(const char *opt, const char *v) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v) osp_die("option %s: expected an integer, got '%s'", opt, v);
+    return (int)x;
+}
+
+double cli_double(const char *opt, const char *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || end == v) osp_die("option %s: expected a number, got '%s'", opt, v);
+    return x;
+}
+
+bool cli_is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "help"); }
+
+void cli_config_load(osp_config *c, const char *yaml_path, int nset, char **sets, bool validate) {
+    char err[1024];
+    if (yaml_path && config_load_yaml(c, yaml_path, err, sizeof err)) osp_die("%s", err);
+    for (int i = 0; i < nset; i++)
+        if (config_set(c, sets[i], err, sizeof err)) osp_die("%s", err);
+    if (validate) cli_config_validate(c);
+}
+
+void cli_config_validate(const osp_config *c) {
+    char err[1024];
+    if (config_validate(c, err, sizeof err)) osp_die("%s", err);
+}
+
+void cli_config_from_dims(osp_config *c, const wan_dims *d) {
+    osp_model_cfg *m = &c->model;
+    m->dim = d->dim;
+    m->ffn_dim = d->ffn_dim;
+    m->num_layers = d->num_layers;
+    m->in_channels = d->in_channels;
+    m->out_channels = d->out_channels;
+    m->text_dim = d->text_dim;
+    m->freq_dim = d->freq_dim;
+    for (int i = 0; i < 3; i++) m->patch[i] = d->patch[i];
+}
+
+const osp_backend *cli_backend(const char *device) {
+    if (!strcmp(device, "cpu")) return osp_backend_cpu();
+    const osp_backend *cu = osp_backend_cuda();
+    if (!strcmp(device, "cuda")) {
+        if (!cu) osp_die("device: cuda requested but osp was built without CUDA or no GPU is visible");
+        return cu;
+    }
+    return cu ? cu : osp_backend_cpu();
+}
+
+wan_config cli_wan_config(const osp_config *c) {
+    wan_config w;
+    memset(&w, 0, sizeof w);
+    const osp_model_cfg *m = &c->model;
+    w.dim = m->dim;
+    w.ffn_dim = m->ffn_dim;
+    w.num_heads = m->num_heads;
+    w.num_layers = m->num_layers;
+    w.in_channels = m->in_channels;
+    w.out_channels = m->out_channels;
+    w.text_dim = m->text_dim;
+    w.text_len = m->text_len;
+    w.freq_dim = m->freq_dim;
+    for (int i = 0; i < 3; i++) w.patch[i] = m->patch[i];
+    w.eps = m->eps;
+    w.recompute = m->recompute;
+    w.hybrid = !strcmp(m->attention.mode, "hybrid");
+    w.sparse_ratio = m->attention.sparse_ratio;
+    w.num_full_blocks = m->attention.num_full_blocks;
+    const osp_quant_cfg *q = &c->quant;
+    w.quant = !strcmp(q->format, "hif8");
+    w.quant_delayed = !strcmp(q->scaling, "delayed");
+    w.quant_history = q->history;
+    w.quant_fwd_target = q->forward_target;
+    w.quant_grad_target = q->grad_target;
+    w.quant_saturate = q->saturate;
+    w.quant_attention = q->attention;
+    for (int i = 0; i < q->n_skip_blocks; i++)
+        if (q->skip_blocks[i] >= 0 && q->skip_blocks[i] < 64) w.quant_skip_mask |= 1ull << q->skip_blocks[i];
+    return w;
+}

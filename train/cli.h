@@ -1,0 +1,43 @@
+/*
+ * cli.h — shared pieces of the `osp` subcommands: option parsing helpers, the config
+ * pipeline (defaults -> YAML -> --set), backend selection and the mapping from the run
+ * config to the model config.
+ */
+#ifndef OSP_CLI_H
+#define OSP_CLI_H
+
+#include <stdbool.h>
+
+#include "model/ops.h"
+#include "model/wan.h"
+#include "model/wan_keys.h"
+#include "train/config.h"
+
+/* Option value after argv[*i] (advances *i); dies with a one-line message if absent. */
+const char *cli_value(int argc, char **argv, int *i);
+int cli_int(const char *opt, const char *v);
+double cli_double(const char *opt, const char *v);
+bool cli_is_help(const char *a);
+
+/* Apply --config FILE (or a positional YAML) and --set overrides collected by the caller,
+ * then (if validate) validate; any error exits with a one-line message. */
+void cli_config_load(osp_config *c, const char *yaml_path, int nset, char **sets, bool validate);
+void cli_config_validate(const osp_config *c);
+/* Overwrite the model dims of a config with those read from a checkpoint. */
+void cli_config_from_dims(osp_config *c, const wan_dims *d);
+
+/* device: auto -> CUDA when built with it and a GPU is visible, else CPU. */
+const osp_backend *cli_backend(const char *device);
+
+/* The model part of the run config as a wan_config. */
+wan_config cli_wan_config(const osp_config *c);
+
+/* Subcommands */
+int cmd_forward(int argc, char **argv);
+int cmd_ckpt(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif
