@@ -778,4 +778,18 @@ static const osp_backend cpu_backend = {
     .count_nonfinite = cpu_count_nonfinite,
 };
 
-const osp_backend *osp_backend_cpu(void) { return &cpu_backend; }
+#ifdef OSP_OPENBLAS_PTHREAD
+void openblas_set_num_threads(int);
+#endif
+
+const osp_backend *osp_backend_cpu(void) {
+#ifdef OSP_OPENBLAS_PTHREAD
+    /* a pthread OpenBLAS would fight our OpenMP threads: keep it to one thread */
+    static int once = 0;
+    if (!once) {
+        openblas_set_num_threads(1);
+        once = 1;
+    }
+#endif
+    return &cpu_backend;
+}

@@ -216,6 +216,7 @@ int64_t wan_num_params(const wan_model *m) {
 }
 int wan_param_count(const wan_model *m) { return m->nparam; }
 const wan_param_info *wan_param(const wan_model *m, int i) { return &m->info[i]; }
+int64_t wan_arena_floats(const wan_model *m) { return m->total; }
 float *wan_params(wan_model *m) { return m->params; }
 float *wan_grads(wan_model *m) { return m->grads; }
 void wan_zero_grads(wan_model *m) { m->be->zero(m->grads, sizeof(float) * m->total); }

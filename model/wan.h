@@ -53,7 +53,9 @@ int64_t wan_num_params(const wan_model *m);
 int wan_param_count(const wan_model *m);
 const wan_param_info *wan_param(const wan_model *m, int i);
 int wan_param_find(const wan_model *m, const char *name); /* -1 if absent */
-float *wan_params(wan_model *m); /* backend memory, [wan_num_params] */
+/* Floats in the parameter arena (>= wan_num_params: tensors are 16-float aligned). */
+int64_t wan_arena_floats(const wan_model *m);
+float *wan_params(wan_model *m); /* backend memory, [wan_arena_floats] */
 float *wan_grads(wan_model *m);  /* backend memory, same layout */
 void wan_zero_grads(wan_model *m);
 

@@ -11,7 +11,9 @@
 #include "common.h"
 #include "wan_keys.h"
 
-int wan_load(wan_model *m, const st_set *s, bool strict, bool report, int *n_loaded, char *err, size_t errlen) {
+int wan_load(wan_model *m, float *arena, const st_set *s, bool strict, bool report, int *n_loaded, char *err,
+             size_t errlen) {
+    if (!arena) arena = wan_params(m);
     const osp_backend *be = wan_backend(m);
     int nloaded = 0, nmissing = 0, nunexp = 0;
     float *host = NULL;
@@ -48,7 +50,7 @@ int wan_load(wan_model *m, const st_set *s, bool strict, bool report, int *n_loa
             free(host);
             return -1;
         }
-        be->upload(wan_params(m) + p->offset, host, sizeof(float) * p->numel);
+        be->upload(arena + p->offset, host, sizeof(float) * p->numel);
         nloaded++;
     }
     free(host);
@@ -75,11 +77,7 @@ int wan_load(wan_model *m, const st_set *s, bool strict, bool report, int *n_loa
 int wan_save(const wan_model *m, const float *arena, const char *path, const char *metadata_json, char *err,
              size_t errlen) {
     const osp_backend *be = wan_backend(m);
-    int64_t total = 0;
-    for (int i = 0; i < wan_param_count(m); i++) {
-        const wan_param_info *p = wan_param(m, i);
-        if (p->offset + p->numel > total) total = p->offset + p->numel;
-    }
+    int64_t total = wan_arena_floats(m);
     float *host = osp_malloc(sizeof(float) * total);
     be->download(host, arena, sizeof(float) * total);
     st_writer *w = st_writer_init();

@@ -11,11 +11,12 @@
 #include "wan.h"
 #include "wan_keys.h"
 
-/* Load every model parameter from s (any key layout, F32/BF16/F16). strict: a missing or
+/* Load every model parameter from s into `arena` (NULL: the model's weights; or e.g. an
+ * EMA copy with the same layout) (any key layout, F32/BF16/F16). strict: a missing or
  * unexpected tensor is an error; otherwise missing ones keep their current values (the
  * init) and unexpected ones are ignored. report: print one line per missing/unexpected
  * key and a summary. A shape mismatch is always an error naming file, key and shapes. */
-int wan_load(wan_model *m, const st_set *s, bool strict, bool report, int *n_loaded, char *err, size_t errlen);
+int wan_load(wan_model *m, float *arena, const st_set *s, bool strict, bool report, int *n_loaded, char *err, size_t errlen);
 
 /* Save an arena with the model's parameter layout (the weights, or an EMA copy) as F32
  * safetensors in the original Wan2.1 key layout, atomically. */

@@ -47,7 +47,7 @@ static const float hif8_table[256] = {
     /* 0xF8 */ -0x1p-12f, -0x1.8p-12f, -0x1p-13f, -0x1.8p-13f, -0x1p-14f, -0x1.8p-14f, -0x1p-15f, -0x1.8p-15f,
 };
 
-static inline uint32_t f2bits_nan(void) {
+static inline uint32_t hif8_nan_bits(void) {
     uint32_t u;
     memcpy(&u, &hif8_table[HIF8_NAN], sizeof u);
     return u;
@@ -141,7 +141,7 @@ float hif8_round(float x, bool saturate) {
     if (r == 0x34000000u) r = 0x34800000u;                          /* [2^-23, 2^-22) -> 2^-22 */
     if (a < 0x34000000u) r = 0;                                     /* below 2^-23 -> +0 */
     if (r > 0x47000000u) r = saturate ? 0x47000000u : 0x7F800000u; /* rounded above 32768 */
-    if (a >= 0x7F800000u) r = a == 0x7F800000u ? a : f2bits_nan();
+    if (a >= 0x7F800000u) r = a == 0x7F800000u ? a : hif8_nan_bits();
     /* zero is +0 and NaN the table's NaN, as decoding 0x00 / 0x80 gives them */
     if (r - 1u < 0x7F800000u) r |= u & 0x80000000u;
     float y;

@@ -101,37 +101,25 @@ __device__ __forceinline__ float hif8_scale_from_amax(float amax, float target) 
     return hif8_div_rn(target, a);
 }
 
-/* Per block: the scale (by value or from the device amax) and RN((8 + i) / s) in shared memory
- * for hif8_fq_recip_dev. Thread 0 of block 0 publishes the scale when asked. */
-__device__ __forceinline__ float hif8_fq_prologue(float *recip, float scale, const float *d_amax, float target,
-                                                  float *d_scale_out) {
-    float s = d_amax ? hif8_scale_from_amax(*d_amax, target) : scale;
-    if (threadIdx.x < 8) recip[threadIdx.x] = hif8_div_rn((float)(8 + threadIdx.x), s);
-    if (d_scale_out && blockIdx.x == 0 && threadIdx.x == 0) *d_scale_out = s;
-    __syncthreads();
-    return s;
-}
-
 __global__ void hif8_fq_kernel(float *y, const float *x, size_t n, float scale, const float *d_amax, float target,
                                float *d_scale_out, bool sat) {
-    __shared__ float recip[8];
-    float s = hif8_fq_prologue(recip, scale, d_amax, target, d_scale_out);
+    float s = d_amax ? hif8_scale_from_amax(*d_amax, target) : scale;
+    if (d_scale_out && blockIdx.x == 0 && threadIdx.x == 0) *d_scale_out = s;
     size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        y[i] = hif8_fq_recip_dev(x[i], s, recip, sat);
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = hif8_fq_dev(x[i], s, sat);
 }
 
 __global__ void hif8_fq4_kernel(float4 *y, const float4 *x, size_t n4, float scale, const float *d_amax, float target,
                                 float *d_scale_out, bool sat) {
-    __shared__ float recip[8];
-    float s = hif8_fq_prologue(recip, scale, d_amax, target, d_scale_out);
+    float s = d_amax ? hif8_scale_from_amax(*d_amax, target) : scale;
+    if (d_scale_out && blockIdx.x == 0 && threadIdx.x == 0) *d_scale_out = s;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += stride) {
         float4 v = x[i];
-        v.x = hif8_fq_recip_dev(v.x, s, recip, sat);
-        v.y = hif8_fq_recip_dev(v.y, s, recip, sat);
-        v.z = hif8_fq_recip_dev(v.z, s, recip, sat);
-        v.w = hif8_fq_recip_dev(v.w, s, recip, sat);
+        v.x = hif8_fq_dev(v.x, s, sat);
+        v.y = hif8_fq_dev(v.y, s, sat);
+        v.z = hif8_fq_dev(v.z, s, sat);
+        v.w = hif8_fq_dev(v.w, s, sat);
         y[i] = v;
     }
 }

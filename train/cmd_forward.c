@@ -86,7 +86,7 @@ int cmd_forward(int argc, char **argv) {
     wan_config wc = cli_wan_config(&cfg);
     const osp_backend *be = cli_backend(cfg.device);
     wan_model *m = wan_init(&wc, be);
-    if (wan_load(m, st, true, false, NULL, err, sizeof err)) osp_die("%s", err);
+    if (wan_load(m, NULL, st, true, false, NULL, err, sizeof err)) osp_die("%s", err);
     st_close(st);
     wan_set_shape(m, B, (int)ld[2], (int)ld[3], (int)ld[4]);
 
@@ -122,11 +122,7 @@ int cmd_forward(int argc, char **argv) {
         wan_zero_grads(m);
         wan_backward(m, d_R, d_dlat, d_dtext);
         be->sync();
-        int64_t total = 0;
-        for (int i = 0; i < wan_param_count(m); i++) {
-            const wan_param_info *p = wan_param(m, i);
-            if (p->offset + p->numel > total) total = p->offset + p->numel;
-        }
+        int64_t total = wan_arena_floats(m);
         float *g = osp_malloc(sizeof(float) * total);
         be->download(g, wan_grads(m), sizeof(float) * total);
         for (int i = 0; i < wan_param_count(m); i++) {

@@ -1,7 +1,5 @@
 /* placeholder, replaced as the subcommands land */
 #include "cli.h"
 #include "model/common.h"
-int cmd_train(int argc, char **argv) { (void)argc; (void)argv; osp_die("train: not built yet"); }
 int cmd_sample(int argc, char **argv) { (void)argc; (void)argv; osp_die("sample: not built yet"); }
-int cmd_data(int argc, char **argv) { (void)argc; (void)argv; osp_die("data: not built yet"); }
 int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; osp_die("bench: not built yet"); }
