@@ -9,10 +9,14 @@
  * [rows][D + 8] bf16: the 16-byte pad puts the eight row addresses of every ldmatrix in
  * distinct bank groups (row stride 17, 9 or 5 chunks of 16 bytes).
  *
- * Variant knobs (read per call, for benchmarking; defaults are the measured best):
- *   OSP_ATTN_FWD = a|b|c|d   forward kernel shape for head dim 128 (cuda_attn_fwd.cu)
- *   OSP_ATTN_DQ  = a|b|c     dQ kernel shape for head dim 128 (cuda_attn_bwd.cu)
- *   OSP_ATTN_KV  = a|b|c|d   dK/dV kernel shape for head dim 128 (cuda_attn_bwd.cu)
+ * Variant knobs for head dim 128 (read per call, for benchmarking; the default 'b' of each is
+ * the measured best on an H200, see notes/cuda.md):
+ *   OSP_ATTN_FWD = b  4 warps x 32 rows, 64-key tiles (default)
+ *                  a  8 warps x 16 rows, 64-key tiles, Q in registers
+ *                  c  4 warps x 32 rows, 32-key tiles
+ *                  g  as a, software-pipelined (S_{j+1} overlaps the exponentials of S_j)
+ *   OSP_ATTN_KV  = b  dK/dV with 4 warps (64 keys) per block (default);  a  8 warps (128 keys)
+ *   OSP_ATTN_DQ  = b  dQ with 4 warps x 32 rows, 32-key tiles (default);  a  8 warps x 16 rows, 64-key tiles
  */
 #ifndef OSP_CUDA_ATTN_CUH
 #define OSP_CUDA_ATTN_CUH

@@ -459,12 +459,8 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
     attn_dkdv_launch<D_, NW_, BQ_>(dk, dv, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, nq_, nk_, H, d)
         if (Dp == 32) DKDV(32, 8, 64);
         else if (Dp == 64) DKDV(64, 8, 64);
-        else switch (attn_knob("OSP_ATTN_KV", 'a')) {
-            case 'b': DKDV(128, 4, 64); break;
-            case 'c': DKDV(128, 8, 32); break;
-            case 'd': DKDV(128, 4, 32); break;
-            default: DKDV(128, 8, 64); break;
-            }
+        else if (attn_knob("OSP_ATTN_KV", 'b') == 'a') DKDV(128, 8, 64);
+        else DKDV(128, 4, 64); /* 'b': measured best (notes/cuda.md) */
 #undef DKDV
     }
     if (dq) {
@@ -472,12 +468,8 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
     attn_dq_launch<D_, NW_, MT_, BC_, MINB_>(dq, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, nq_, nk_, H, d)
         if (Dp == 32) DQ(32, 8, 1, 64, 1);
         else if (Dp == 64) DQ(64, 8, 1, 64, 1);
-        else switch (attn_knob("OSP_ATTN_DQ", 'a')) {
-            case 'b': DQ(128, 4, 2, 32, 1); break;
-            case 'c': DQ(128, 4, 1, 64, 1); break;
-            case 'd': DQ(128, 4, 1, 32, 3); break;
-            default: DQ(128, 8, 1, 64, 1); break;
-            }
+        else if (attn_knob("OSP_ATTN_DQ", 'b') == 'a') DQ(128, 8, 1, 64, 1);
+        else DQ(128, 4, 2, 32, 1); /* 'b': measured best (notes/cuda.md) */
 #undef DQ
     }
 }

@@ -494,7 +494,9 @@ extern "C" const osp_backend *osp_backend_cuda(void) {
         return NULL;
     }
     CUDA_CHECK(cudaSetDevice(0));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&osp_cuda_stream, cudaStreamNonBlocking));
+    /* a blocking stream: work that other code issues on the legacy default stream (plain
+     * cudaMemcpy, say) stays ordered with the backend's kernels */
+    CUDA_CHECK(cudaStreamCreate(&osp_cuda_stream));
     CUDA_CHECK(cudaDeviceGetAttribute(&osp_cuda_num_sms, cudaDevAttrMultiProcessorCount, 0));
     cuda_gemm_init();
     cuda_backend_fill(&cuda_backend);

@@ -23,9 +23,8 @@ void wan_quant_init(wan_model *m) {
     for (int i = 0; i < c->num_layers; i++) {
         block_quant *q = &m->bq[i];
         for (int s = 0; s < SITE_N; s++)
-            for (int t = 0; t < QT_N; t++)
-                fq_scaler_init(&q->lin[s][t], t == QT_G ? c->quant_grad_target : c->quant_fwd_target,
-                               c->quant_delayed, c->quant_history, c->quant_saturate);
+            qlinear_init(&q->lin[s], c->quant_fwd_target, c->quant_grad_target, c->quant_delayed, c->quant_history,
+                         c->quant_saturate);
         for (int t = 0; t < AQ_N; t++)
             fq_scaler_init(&q->att[t], t >= AQ_DQ ? c->quant_grad_target : c->quant_fwd_target, c->quant_delayed,
                            c->quant_history, c->quant_saturate);
@@ -35,91 +34,74 @@ void wan_quant_init(wan_model *m) {
 void wan_quant_free(wan_model *m) {
     if (!m->bq) return;
     for (int i = 0; i < m->cfg.num_layers; i++) {
-        for (int s = 0; s < SITE_N; s++)
-            for (int t = 0; t < QT_N; t++) fq_scaler_free(&m->bq[i].lin[s][t]);
+        for (int s = 0; s < SITE_N; s++) qlinear_free(&m->bq[i].lin[s]);
         for (int t = 0; t < AQ_N; t++) fq_scaler_free(&m->bq[i].att[t]);
     }
     free(m->bq);
     m->bq = NULL;
 }
 
-/* The state of every scaler in a fixed order, for checkpoints. */
-#define FOR_EACH_SCALER(m, sc)                                                          \
-    for (int i_ = 0; (m)->bq && i_ < (m)->cfg.num_layers; i_++)                          \
-        for (int j_ = 0; j_ < SITE_N * QT_N + AQ_N; j_++)                                \
-            for (fq_scaler *sc = j_ < SITE_N * QT_N ? &(m)->bq[i_].lin[j_ / QT_N][j_ % QT_N] \
-                                                    : &(m)->bq[i_].att[j_ - SITE_N * QT_N]; \
-                 sc; sc = NULL)
+/* Every scaler in a fixed order (per block: x, w, g of each GEMM site, then the
+ * attention operands), for checkpoints (delayed-scaling histories). */
+static int scaler_count(const wan_model *m) { return m->bq ? m->cfg.num_layers * (SITE_N * 3 + AQ_N) : 0; }
+
+static fq_scaler *scaler_at(wan_model *m, int k) {
+    int per = SITE_N * 3 + AQ_N, i = k / per, j = k % per;
+    if (j >= SITE_N * 3) return &m->bq[i].att[j - SITE_N * 3];
+    qlinear *q = &m->bq[i].lin[j / 3];
+    return j % 3 == 0 ? &q->x : (j % 3 == 1 ? &q->w : &q->g);
+}
 
 int64_t wan_quant_state_size(const wan_model *m) {
     int64_t n = 0;
-    FOR_EACH_SCALER(m, sc) n += (int64_t)fq_scaler_state_size(sc);
+    for (int k = 0; k < scaler_count(m); k++) n += (int64_t)fq_scaler_state_size(scaler_at((wan_model *)m, k));
     return n;
 }
 
 void wan_quant_state_get(const wan_model *m, float *out) {
-    FOR_EACH_SCALER(m, sc) {
+    for (int k = 0; k < scaler_count(m); k++) {
+        fq_scaler *sc = scaler_at((wan_model *)m, k);
         fq_scaler_state_get(sc, out);
         out += fq_scaler_state_size(sc);
     }
 }
 
 void wan_quant_state_set(wan_model *m, const float *in) {
-    FOR_EACH_SCALER(m, sc) {
-        fq_scaler_state_set(sc, in);
+    for (int k = 0; k < scaler_count(m); k++) {
+        fq_scaler_state_set(scaler_at(m, k), in);
         in += 3 + (int)in[0];
     }
 }
 
-/* Fake-quantise x (n values) into dst with a scaler; returns the scale used. In replay
- * (recomputation) the saved scale is reused so histories advance once per step. */
-static float fq_tensor(wan_model *m, fq_scaler *sc, float *saved, float *dst, const float *x, int64_t n) {
-    const osp_backend *be = m->be;
-    float s;
-    if (m->replay && saved) {
-        s = *saved;
-    } else {
-        s = fq_scaler_scale(sc, be->absmax(x, n));
-        if (saved) *saved = s;
-    }
-    be->hif8_fq(dst, x, n, s, m->cfg.quant_saturate);
-    return s;
-}
-
 static void lin_fwd(wan_model *m, int blk, int site, float *y, const float *x, const lin_p *w, int64_t N, int K, int O) {
-    const osp_backend *be = m->be;
     if (!block_quantised(m, blk)) {
-        be->linear_fwd(y, x, w->w, w->b, N, K, O);
+        m->be->linear_fwd(y, x, w->w, w->b, N, K, O);
         return;
     }
-    block_quant *q = &m->bq[blk];
-    fq_tensor(m, &q->lin[site][QT_X], &q->lin_scale[site][0], m->qx, x, N * K);
-    fq_tensor(m, &q->lin[site][QT_W], &q->lin_scale[site][1], m->qw, w->w, (int64_t)O * K);
-    be->linear_fwd(y, m->qx, m->qw, w->b, N, K, O);
+    qlinear_scratch s = {m->qx, m->qw, m->qg};
+    qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y, x, w->w, w->b, N, K, O);
 }
 
-/* backward of lin_fwd: the quantised path recomputes x_q, W_q with the forward's scales,
- * rounds dY with the gradient scaler and runs both GEMMs on the rounded operands
- * (straight-through estimator: d/dx of the rounding is taken as 1). */
 static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, const float *x,
                     const lin_p *w, int64_t N, int K, int O) {
-    const osp_backend *be = m->be;
     if (!block_quantised(m, blk)) {
-        be->linear_bwd(dx, gw->w, gw->b, dy, x, w->w, N, K, O);
+        m->be->linear_bwd(dx, gw->w, gw->b, dy, x, w->w, N, K, O);
         return;
     }
-    block_quant *q = &m->bq[blk];
-    bool sat = m->cfg.quant_saturate;
-    be->hif8_fq(m->qx, x, N * K, q->lin_scale[site][0], sat);
-    be->hif8_fq(m->qw, w->w, (int64_t)O * K, q->lin_scale[site][1], sat);
-    fq_tensor(m, &q->lin[site][QT_G], NULL, m->qg, dy, N * O);
-    be->linear_bwd(dx, gw->w, gw->b, m->qg, m->qx, m->qw, N, K, O);
+    qlinear_scratch s = {m->qx, m->qw, m->qg};
+    qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x, w->w, N, K, O);
 }
 
-/* in-place fake quantisation of an attention operand (quant.attention) */
+/* In-place fake quantisation of an attention operand (quant.attention). Recomputation
+ * reuses the forward's scale so scaling histories advance once per step. Scales live only
+ * within a step, so checkpoints need just the histories. */
 static void att_fq(wan_model *m, int blk, int t, float *x, int64_t n) {
     if (!block_quantised(m, blk) || !m->cfg.quant_attention) return;
-    fq_tensor(m, &m->bq[blk].att[t], NULL, x, x, n);
+    block_quant *q = &m->bq[blk];
+    if (m->replay)
+        m->be->hif8_fq(x, x, n, q->att_scale[t], m->cfg.quant_saturate);
+    else
+        q->att_scale[t] = qtensor(m->be, &q->att[t], x, x, n, m->cfg.quant_saturate);
 }
 
 /* ------------------------------------------------------------ block */

@@ -6,7 +6,7 @@
 #ifndef OSP_WAN_INTERNAL_H
 #define OSP_WAN_INTERNAL_H
 
-#include "quant/fakequant.h"
+#include "quant/qlinear.h"
 #include "skiparse.h"
 #include "wan.h"
 
@@ -54,13 +54,12 @@ typedef struct {
 
 /* GEMM call sites inside a block, for fake-quantisation scaling state */
 enum { SITE_SQ, SITE_SK, SITE_SV, SITE_SO, SITE_CQ, SITE_CK, SITE_CV, SITE_CO, SITE_F1, SITE_F2, SITE_N };
-enum { QT_X, QT_W, QT_G, QT_N };              /* per-site tensors */
 enum { AQ_Q, AQ_K, AQ_V, AQ_DQ, AQ_DK, AQ_DV, AQ_N }; /* attention tensors */
 
 typedef struct {
-    fq_scaler lin[SITE_N][QT_N];
+    qlinear lin[SITE_N];
     fq_scaler att[AQ_N];
-    float lin_scale[SITE_N][2]; /* x, w scales used by the last forward (for backward/replay) */
+    float att_scale[AQ_N]; /* scales of the last forward, reused by recomputation */
 } block_quant;
 
 struct wan_model {

@@ -1,17 +1,20 @@
 /*
  * test_ops_cpu.c — every op of the CPU backend (model/ops_cpu.c) against independent
- * float64 references and central finite differences:
- *   - forward ops vs float64 formulas (rel err <= 1e-6; attention <= 1e-5);
- *   - every input and parameter gradient by tu_fd_check (fp32 central differences,
- *     absolute step h = 1e-2 on O(1) inputs and h/2, random + steepest directions and
- *     single coordinates; tolerance 1e-2 relative, see tests/testutil.h);
- *   - attention backward vs a naive float64 backward (rel err <= 1e-4), masks with an
- *     all-masked kv row and a fully masked 256-key tile, Rkv < R, Nq != Nk, sizes that
- *     are not multiples of the 64/256 tiles, head dims 32 and 128;
- *   - attention at 8192 tokens (peak RSS growth far below one N x N matrix);
- *   - RoPE transpose identity, layout ops adjointness, patch_map orders of wan21.md
- *     (2)/(21), AdamW/EMA one step vs double, and bit-identical parameter reductions for
- *     1 vs 2 OpenMP threads. Every backward is also checked to ADD into its outputs.
+ * float64 references and finite differences:
+ *   - forwards vs float64 formulas (rel err <= 1e-6; attention <= 1e-5);
+ *   - every input/parameter gradient twice: (a) vs a float64 reference (exact formulas
+ *     for linear and attention, central differences of a float64 reference forward for
+ *     norms/activations/gate, rel err <= 1e-5; attention <= 1e-4), and (b) by fp32 central
+ *     differences of the op itself (tu_fd_check: h = 1e-2 and h/2 on O(1) inputs, random
+ *     + steepest directions and single coordinates, tolerance 1e-2 relative);
+ *   - attention masks with an all-masked kv row (output 0) and a fully masked 256-key
+ *     tile, Rkv < R, Nq != Nk, sizes off the 64/256 tiles, head dims 32 and 128, and
+ *     8192 tokens (sampled rows vs float64; peak RSS growth far below N*N*4 bytes);
+ *   - RoPE transpose identity and 44/42/42 split, gather/scatter adjointness, patch_map
+ *     orders of wan21.md (2)/(21), mse/sumsq/absmax, AdamW/EMA one step vs double;
+ *   - every backward ADDS into its outputs (prefilled buffers);
+ *   - bit-identical reducing backwards for 1 vs 2 OpenMP threads, and whatever OpenBLAS
+ *     thread count was set before the backend was fetched (see notes/ops_tests.md).
  */
 #include <cblas.h>
 #include <math.h>
@@ -639,14 +642,13 @@ static void test_losses_optim(void) {
 /* ------------------------------------------------------------------ determinism */
 
 /* All gradient outputs of the five reducing backwards, concatenated, for `omp` OpenMP
- * threads and `blas` OpenBLAS threads. seg[] receives the 13 segment start offsets. */
+ * threads. seg[] receives the 13 segment start offsets. */
 #define DET_NSEG 13
 static const char *det_names[DET_NSEG] = {"linear dx",      "linear dW",     "linear db",   "layernorm dx", "layernorm dw",
                                           "layernorm db",   "ln_mod dx",     "ln_mod dshift,dscale", "gate_res dy",
                                           "gate_res dgate", "attn dq",       "attn dk",     "attn dv"};
-static float *det_run(int omp, int blas, int64_t seg[DET_NSEG + 1]) {
+static float *det_run(int omp, int64_t seg[DET_NSEG + 1]) {
     omp_set_num_threads(omp);
-    openblas_set_num_threads(blas);
     tu_rng r = {777};
     int64_t N = 1000, R = 8, Nt = 125, Nq = 300, Rkv = 4;
     int D = 64, O = 48, B = 2, H = 2, d = 32, HD = 64;
@@ -677,11 +679,8 @@ static float *det_run(int omp, int blas, int64_t seg[DET_NSEG + 1]) {
     return out;
 }
 
-/* returns the number of differing values; names the segments that differ */
-static int64_t det_compare(const char *what, int omp, int blas) {
-    int64_t seg[DET_NSEG + 1];
-    float *a = det_run(1, 1, seg), *b = det_run(omp, blas, seg);
-    int64_t nd = tu_bitdiff(a, b, seg[DET_NSEG]);
+/* number of differing values of b vs a; names the segments that differ */
+static int64_t det_compare(const char *what, const float *a, const float *b, const int64_t *seg) {
     TU_EXPECT(tu_norm_f(a, seg[DET_NSEG]) > 0, "determinism outputs all zero");
     for (int i = 0; i < DET_NSEG; i++) {
         int64_t di = tu_bitdiff(a + seg[i], b + seg[i], seg[i + 1] - seg[i]);
@@ -689,26 +688,33 @@ static int64_t det_compare(const char *what, int omp, int blas) {
             printf("     %s: %s differs in %lld of %lld values (rel %.2e)\n", what, det_names[i], (long long)di,
                    (long long)(seg[i + 1] - seg[i]), tu_rel_err_ff(b + seg[i], a + seg[i], seg[i + 1] - seg[i]));
     }
-    free(a), free(b);
-    return nd;
+    return tu_bitdiff(a, b, seg[DET_NSEG]);
 }
 
+/* Runs first: main set 2 OpenBLAS threads BEFORE fetching the backend, as
+ * OPENBLAS_NUM_THREADS=2 or OMP_NUM_THREADS=2 (a pthread OpenBLAS reads both) would. The
+ * backend must give the same bits as with 1 BLAS thread, and for 1 vs 2 OpenMP threads. */
 static void test_determinism(void) {
-    tu_check("bwd bit-identical, OpenMP 1 vs 2 threads (#diff)", (double)det_compare("omp 2", 2, 1), 0);
-    tu_check("bwd bit-identical, OpenBLAS 1 vs 2 threads (#diff)", (double)det_compare("blas 2", 1, 2), 0);
-    omp_set_num_threads(2);
+    int64_t seg[DET_NSEG + 1];
+    float *a = det_run(1, seg), *b = det_run(2, seg);
+    tu_check("bwd bit-identical, OpenMP 1 vs 2 threads (#diff)", (double)det_compare("omp 2", a, b, seg), 0);
     openblas_set_num_threads(1);
+    float *c = det_run(1, seg);
+    tu_check("bwd bit-identical, BLAS threads preset 2 vs 1 (#diff)", (double)det_compare("blas 1", a, c, seg), 0);
+    free(a), free(b), free(c);
+    omp_set_num_threads(2);
 }
 
 int main(void) {
-    be = osp_backend_cpu();
-    /* The attention kernels call CBLAS from inside OpenMP loops; a threaded OpenBLAS
-     * (the pthread build) then oversubscribes the cores and serialises on its own lock,
-     * ~7x slower at 8192 tokens. All parallelism of this backend is OpenMP, so run BLAS
-     * single-threaded here (the determinism test also tries 2 BLAS threads). */
-    openblas_set_num_threads(1);
     double t0 = omp_get_wtime();
-    test_attention_long(); /* first, so the RSS measurement starts from a low peak */
+    openblas_set_num_threads(2); /* before the backend exists: see test_determinism */
+    be = osp_backend_cpu();
+    test_determinism();
+    /* A threaded OpenBLAS called from the OpenMP loops of the attention kernels
+     * oversubscribes the cores (~7x slower at 8192 tokens): keep it single-threaded even
+     * if the backend did not. */
+    openblas_set_num_threads(1);
+    test_attention_long(); /* early, so the RSS measurement starts from a low peak */
     test_linear(1);
     test_linear(0);
     test_rowop(0, 1, 23, 48, 0, 1); /* layernorm with affine */
@@ -730,7 +736,6 @@ int main(void) {
     test_patch_map(2, 16, 3, 4, 6, 1, 2, 2);
     test_patch_map(2, 3, 4, 6, 8, 2, 2, 2);
     test_losses_optim();
-    test_determinism();
     printf("time %.1f s\n", omp_get_wtime() - t0);
     return tu_summary("test_ops_cpu");
 }

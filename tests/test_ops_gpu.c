@@ -298,8 +298,7 @@ static void test_rope(int64_t ntok, int H, int d) {
 
 /* Kernel variants of cuda_attn_*.cu (OSP_ATTN_FWD / OSP_ATTN_DQ / OSP_ATTN_KV); every one
  * must pass. Only head dim 128 has variants. */
-static const char *attn_cfgs[][3] = {{"a", "a", "a"}, {"b", "b", "b"}, {"c", "c", "c"},
-                                     {"d", "d", "d"}, {"e", "a", "a"}, {"f", "a", "a"}};
+static const char *attn_cfgs[][3] = {{"b", "b", "b"}, {"a", "a", "a"}, {"c", "b", "a"}, {"g", "a", "b"}};
 static void attn_cfg_set(int i) {
     setenv("OSP_ATTN_FWD", attn_cfgs[i][0], 1);
     setenv("OSP_ATTN_DQ", attn_cfgs[i][1], 1);
@@ -639,19 +638,19 @@ int main(void) {
             char lab[16];
             attn_cfg_clear();
             time_attn(Ns[i], 12, 128, 5, 0, "default");
-            for (const char *f = "abcdef"; *f; f++) {
+            for (const char *f = "abcg"; *f; f++) {
                 char v[2] = {*f, 0};
                 setenv("OSP_ATTN_FWD", v, 1);
                 snprintf(lab, sizeof lab, "FWD=%s", v);
                 time_attn(Ns[i], 12, 128, 5, 1, lab);
             }
-            for (const char *f = "abcd"; *f; f++) {
+            for (const char *f = "ab"; *f; f++) {
                 char v[2] = {*f, 0};
                 setenv("OSP_ATTN_KV", v, 1);
                 snprintf(lab, sizeof lab, "KV=%s", v);
                 time_attn(Ns[i], 12, 128, 5, 2, lab);
             }
-            for (const char *f = "abcd"; *f; f++) {
+            for (const char *f = "ab"; *f; f++) {
                 char v[2] = {*f, 0};
                 setenv("OSP_ATTN_DQ", v, 1);
                 snprintf(lab, sizeof lab, "DQ=%s", v);

@@ -15,7 +15,8 @@ static void usage(FILE *f) {
                "Writes pixel-space videos [N,3,F,S,S] in [-1,1] of one shape (square, circle, triangle) in a\n"
                "pure color moving left/right/up/down on black, with prompts and word-table text embeddings,\n"
                "to FILE.h5, and the 12 held-out prompt combinations to FILE_val.h5 (FILE_train.h5 ->\n"
-               "FILE_val.h5). Defaults: N 2048, M 96, F 8, S 32, seed 0, L 8, D 32.\n");
+               "FILE_val.h5). Defaults: N 2048, M 96, F 8, S 32, seed 0, L 8, D 32.\n"
+               "       osp data heldout   prints the 12 held-out prompts, one per line.\n");
 }
 
 int cmd_data(int argc, char **argv) {
@@ -23,7 +24,13 @@ int cmd_data(int argc, char **argv) {
         usage(argc < 1 ? stderr : stdout);
         return argc < 1 ? 2 : 0;
     }
-    if (strcmp(argv[0], "synth")) osp_die("data: unknown action '%s' (try: osp data synth --help)", argv[0]);
+    if (!strcmp(argv[0], "heldout")) { /* the held-out prompts, one per line (used by the demo) */
+        const char *const *p;
+        int n = shapes_heldout_prompts(&p);
+        for (int i = 0; i < n; i++) printf("%s\n", p[i]);
+        return 0;
+    }
+    if (strcmp(argv[0], "synth")) osp_die("data: unknown action '%s' (synth or heldout; see osp data --help)", argv[0]);
     const char *out = NULL;
     int num = 2048, num_val = 96, frames = 8, size = 32, seed = 0, tl = 8, td = 32;
     for (int i = 1; i < argc; i++) {

@@ -1,5 +1,4 @@
 /* placeholder, replaced as the subcommands land */
 #include "cli.h"
 #include "model/common.h"
-int cmd_sample(int argc, char **argv) { (void)argc; (void)argv; osp_die("sample: not built yet"); }
 int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; osp_die("bench: not built yet"); }

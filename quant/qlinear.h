@@ -1,0 +1,40 @@
+/*
+ * qlinear.h — HiF8 fake-quantised linear layer (hif8.md §9.2, OSP-Next's HIF8Linear):
+ *   forward   y  = fq(x; s_x) fq(W; s_w)^T + b          s = forward_target / amax
+ *   backward  g  = fq(dy; s_g)                           s_g = grad_target / amax(dy)
+ *             dx = g fq(W; s_w);  dW = g^T fq(x; s_x);  db = colsum(g)
+ * with the straight-through estimator for the rounding (d fq(x)/dx taken as 1). The
+ * quantised operands are not stored: backward recomputes them from x, W and the scales
+ * the forward used, so the layer costs no extra activation memory. Scales come from
+ * fq_scaler (current or delayed); in replay mode (activation recomputation) the saved
+ * forward scales are reused so delayed-scaling histories advance once per step.
+ */
+#ifndef OSP_QLINEAR_H
+#define OSP_QLINEAR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/ops.h"
+#include "quant/fakequant.h"
+
+typedef struct {
+    fq_scaler x, w, g;
+    float sx, sw;   /* scales of the last forward */
+    bool saturate;
+} qlinear;
+
+typedef struct {
+    float *qx, *qw, *qg; /* backend scratch: >= N*K, O*K, N*O floats */
+} qlinear_scratch;
+
+void qlinear_init(qlinear *q, float fwd_target, float grad_target, bool delayed, int history, bool saturate);
+void qlinear_free(qlinear *q);
+void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, const float *x,
+                 const float *W, const float *b, int64_t N, int K, int O);
+void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
+                 const float *dy, const float *x, const float *W, int64_t N, int K, int O);
+/* Fake-quantise a tensor in place or into dst with a scaler (attention operands). */
+float qtensor(const osp_backend *be, fq_scaler *sc, float *dst, const float *x, int64_t n, bool saturate);
+
+#endif
