@@ -54,13 +54,23 @@ static void rows_reduce(float *acc_out, int width, int64_t nrows, rowred_fn fn, 
 
 /* ------------------------------------------------------------------ linear */
 
+#define LIN_BLK 64
+
 static void cpu_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int K, int O) {
     if (N <= 0) return;
     if (b) {
 #pragma omp parallel for schedule(static)
         for (int64_t n = 0; n < N; n++) memcpy(y + n * O, b, sizeof(float) * O);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, O, K, 1.0f, x, K, W, K, b ? 1.0f : 0.0f, y, O);
+    /* fixed row blocks, one BLAS call each inside OpenMP: the split never depends on
+     * the thread count (BLAS runs single-threaded inside a parallel region) */
+    int64_t nb = (N + LIN_BLK - 1) / LIN_BLK;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nb; i++) {
+        int m = (int)(N - i * LIN_BLK < LIN_BLK ? N - i * LIN_BLK : LIN_BLK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, O, K, 1.0f, x + i * LIN_BLK * K, K, W, K,
+                    b ? 1.0f : 0.0f, y + i * LIN_BLK * O, O);
+    }
 }
 
 typedef struct {
@@ -76,8 +86,24 @@ static void colsum_row(const void *c, int64_t r, float *acc) {
 static void cpu_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
                            int64_t N, int K, int O) {
     if (N <= 0) return;
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, K, O, 1.0f, dy, O, W, K, 1.0f, dx, K);
-    if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, (int)N, 1.0f, dy, O, x, K, 1.0f, dW, K);
+    if (dx) {
+        int64_t nb = (N + LIN_BLK - 1) / LIN_BLK;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < nb; i++) {
+            int m = (int)(N - i * LIN_BLK < LIN_BLK ? N - i * LIN_BLK : LIN_BLK);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, K, O, 1.0f, dy + i * LIN_BLK * O, O, W, K, 1.0f,
+                        dx + i * LIN_BLK * K, K);
+        }
+    }
+    if (dW) { /* blocks of output rows: each dW row is summed over all N by one call */
+        int nb = (O + LIN_BLK - 1) / LIN_BLK;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < nb; i++) {
+            int m = O - i * LIN_BLK < LIN_BLK ? O - i * LIN_BLK : LIN_BLK;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, K, (int)N, 1.0f, dy + i * LIN_BLK, O, x, K, 1.0f,
+                        dW + (int64_t)i * LIN_BLK * K, K);
+        }
+    }
     if (db) {
         colsum_ctx k = {dy, O};
         rows_reduce(db, O, N, colsum_row, &k);
