@@ -12,6 +12,7 @@
 #include <libgen.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,4 +98,17 @@ int osp_write_atomic(const char *path, const void *data, size_t nbytes, char *er
     }
     osp_fsync_dir_of(path);
     return 0;
+}
+
+int osp_mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) == 0 || errno == EEXIST) return 0;
+    return -1;
 }

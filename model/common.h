@@ -41,6 +41,9 @@ double osp_now(void);
  * Returns 0 on success, -1 (with errno-based message in err) on failure. */
 int osp_write_atomic(const char *path, const void *data, size_t nbytes, char *err, size_t errlen);
 
+/* mkdir -p; 0 on success (or if it exists), -1 otherwise. */
+int osp_mkdir_p(const char *path);
+
 /* fsync the directory holding `path` (after a rename), best effort. */
 void osp_fsync_dir_of(const char *path);
 

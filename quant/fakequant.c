@@ -38,8 +38,12 @@ float fq_scaler_scale(fq_scaler *sc, float amax_now) {
     float amax = amax_now;
     if (sc->delayed) {
         if (sc->count > 0) {
-            amax = sc->hist[0];
-            for (int i = 1; i < sc->count; i++) amax = fq_max_nan(amax, sc->hist[i]);
+            float h = sc->hist[0];
+            for (int i = 1; i < sc->count; i++) h = fq_max_nan(h, sc->hist[i]);
+            /* an all-zero window (e.g. the zero gradients of Wan's zero-initialised head at
+             * step 1) says nothing about the scale: fall back to the current amax rather
+             * than scaling by target/1e-8 and overflowing everything */
+            if (isnan(h) || h > 0) amax = h;
         }
         sc->hist[sc->pos] = amax_now;
         sc->pos = (sc->pos + 1) % sc->history_len;

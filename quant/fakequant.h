@@ -8,7 +8,7 @@
  *   current:  s = target / max(amax_now, 1e-8)
  *   delayed:  s = target / max(H, 1e-8), where H = max of the amax values already in the history
  *             (the last history_len calls, NOT including this call's amax); on the very first
- *             call (empty history) H = amax_now. After computing s, amax_now is pushed into the
+ *             call (empty history) or when every entry is 0, H = amax_now. After computing s, amax_now is pushed into the
  *             history ring (the oldest entry drops out once history_len entries are held).
  *   A NaN amax gives a NaN scale (as torch's clamp does), so a diverged tensor stays visible;
  *   in delayed mode a NaN stays in the window for history_len calls. With delayed scaling a

@@ -72,7 +72,7 @@ check_case() {
     [ "$(grep -vc '^val' "A_$name.loss")" -eq 12 ] || fail "$name: run A has not 12 train entries"
     [ "$(grep -c '^val' "A_$name.loss")" -eq 3 ] || fail "$name: run A has not 3 validation entries"
     # the losses must actually move, or equality proves nothing
-    [ "$(cut -d' ' -f2 "A_$name.loss" | sort -u | wc -l)" -ge 12 ] || fail "$name: losses do not change"
+    [ "$(grep -v "^val" "A_$name.loss" | cut -d' ' -f2 | sort -u | wc -l)" -eq 12 ] || fail "$name: losses do not change"
     if ! diff "A_$name.loss" "B_$name.loss" >"diff_$name.txt"; then
         cat "diff_$name.txt" >&2
         fail "$name: losses of the resumed run differ from the straight run"

@@ -82,8 +82,8 @@ static void print_row(const bench_ctx *b, const char *name, const char *what, do
                       int64_t tokens, double base) {
     char vs[16] = "";
     if (base > 0) snprintf(vs, sizeof vs, "%.2fx", base / sec);
-    printf("%-26s %-8s %10.1f %10.0f %9.2f %9.2f %8s\n", name, what, sec * 1e3, tokens / sec, flops / 1e9,
-           bench_rate(b, flops, sec), vs);
+    printf("%-26s %-8s %10.1f %10.0f %9.2f %9.2f %8s\n", name, what, sec * 1e3, tokens / sec,
+           flops / (b->cuda ? 1e12 : 1e9), bench_rate(b, flops, sec), vs);
 }
 
 /* One model config measured at one or more latent shapes. */
@@ -139,7 +139,7 @@ void bench_dit(bench_ctx *b) {
                  "(activations of one block); hybrid = P 2, K 8",
                  bm.dim, bm.ffn, bm.layers, bm.heads, bm.text_len, bm.text_dim);
         bench_title(title);
-        printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", "GFLOP", bench_rate_unit(b),
+        printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", b->cuda ? "TFLOP" : "GFLOP", bench_rate_unit(b),
                "vs full");
         double base_f[2] = {0, 0}, base_fb[2] = {0, 0};
         dit_variant full = {"full", false, true, false, 0}, hyb = {"hybrid", true, true, false, 8};
@@ -157,7 +157,7 @@ void bench_dit(bench_ctx *b) {
              bm.name, bm.dim, bm.ffn, bm.layers, bm.heads, bm.dim / bm.heads, bm.text_len, bm.text_dim, bm.T, bm.Hl,
              bm.Wl, (long long)bench_model_tokens(&bm));
     bench_title(title);
-    printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", "GFLOP", bench_rate_unit(b),
+    printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", b->cuda ? "TFLOP" : "GFLOP", bench_rate_unit(b),
            "vs full");
     double base_f[1] = {0}, base_fb[1] = {0};
     dit_variant v[4] = {{"full", false, false, true, 0},

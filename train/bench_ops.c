@@ -12,6 +12,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,8 @@ typedef struct {
     const bench_ctx *b;
     const lin_shape *s;
     int pass;
-    bool ref; /* also time the raw cblas call */
+    bool ref;    /* also time the raw cblas call */
+    int threads; /* OpenMP threads of this process (OpenBLAS gets as many for the reference) */
     float *x, *W, *bias, *y, *dy, *dx, *dW;
 } gemm_arg;
 
@@ -65,7 +67,13 @@ static void gemm_run(void *p, double *t) {
     t[0] = t1 - t0;
     t[1] = 0;
     if (!a->ref) return;
-    /* the same product as a bare BLAS call (no bias, no accumulation) */
+    /* the same product as a bare BLAS call (no bias, no accumulation) with OpenBLAS on all
+     * threads: its own best rate on this shape. The CPU backend may keep OpenBLAS at one
+     * thread (it calls BLAS inside its own OpenMP loops); setting OpenBLAS threads also sets
+     * the OpenMP count in OpenMP builds of OpenBLAS, hence the restore of both. */
+    int blas_was = openblas_get_num_threads();
+    if (blas_was != a->threads) openblas_set_num_threads(a->threads);
+    t1 = osp_now();
     if (a->pass == PASS_FWD)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, K, 1.0f, a->x, K, a->W, K, 0.0f, a->y, O);
     else if (a->pass == PASS_DX)
@@ -73,6 +81,10 @@ static void gemm_run(void *p, double *t) {
     else
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, a->dy, O, a->x, K, 0.0f, a->dW, K);
     t[1] = osp_now() - t1;
+    if (blas_was != a->threads) {
+        openblas_set_num_threads(blas_was);
+        omp_set_num_threads(a->threads);
+    }
 }
 
 void bench_gemm(bench_ctx *b) {
@@ -83,7 +95,7 @@ void bench_gemm(bench_ctx *b) {
     char title[256];
     snprintf(title, sizeof title, "gemm: linear layers of %s (%lld tokens, dim %d, ffn %d)%s", m.name,
              (long long)bench_model_tokens(&m), m.dim, m.ffn,
-             b->cuda ? "" : "; reference = cblas_sgemm on the same shape");
+             b->cuda ? "" : "; reference = cblas_sgemm (OpenBLAS, all threads) on the same shape");
     bench_title(title);
     printf("%-9s %-7s %-20s %9s %9s %9s %7s\n", "linear", "pass", "BLAS MxNxK", "ms", bench_rate_unit(b),
            b->cuda ? "" : "cblas", b->cuda ? "" : "ratio");
@@ -91,7 +103,7 @@ void bench_gemm(bench_ctx *b) {
     for (int i = 0; i < ns; i++) {
         const lin_shape *s = &sh[i];
         int64_t nx = s->N * s->K, nw = (int64_t)s->O * s->K, ny = s->N * s->O;
-        gemm_arg a = {b, s, 0, !b->cuda, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        gemm_arg a = {b, s, 0, !b->cuda, omp_get_max_threads(), NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         a.x = bench_rand(b, nx, 1.0f);
         a.W = bench_rand(b, nw, 1.0f / sqrtf((float)s->K));
         a.bias = bench_rand(b, s->O, 0.1f);
@@ -151,13 +163,13 @@ void bench_attn(bench_ctx *b) {
         sh[3] = (attn_shape){"720P skiparse", 4, 18900, 12, 128, 0, 0};
         ns = 4;
     } else if (b->quick) {
-        sh[0] = (attn_shape){"full", 1, 2048, 2, 128, 0, 0};
-        sh[1] = (attn_shape){"skiparse", 4, 512, 2, 128, 0, 0};
+        sh[0] = (attn_shape){"full", 1, 2048, 2, 64, 0, 0};
+        sh[1] = (attn_shape){"skiparse", 4, 512, 2, 64, 0, 0};
         ns = 2;
     } else {
-        /* 8k tokens at the bench DiT's width (2 heads x 128): ~10 s on 2 cores */
-        sh[0] = (attn_shape){"full", 1, 8192, 2, 128, 0, 0};
-        sh[1] = (attn_shape){"skiparse", 4, 2048, 2, 128, 0, 0};
+        /* 8k tokens x 2 heads x 64: fwd 3.4e10 FLOP, ~10 s for the section on 2 cores */
+        sh[0] = (attn_shape){"full", 1, 8192, 2, 64, 0, 0};
+        sh[1] = (attn_shape){"skiparse", 4, 2048, 2, 64, 0, 0};
         ns = 2;
     }
     bench_title("attn: self-attention, fwd = 4*N^2*d*H FLOPs, fwd+bwd = 3.5x; skiparse = P^2 = 4 subsequences of N/4");
@@ -270,8 +282,8 @@ static void skiparse_one(bench_ctx *b, const skip_shape *s, json_t *js, int spar
     double reg_f = (tg[0] + (sparse_blocks - 1) * tg[1] + tg[2]) / (sparse_blocks * saved_f);
     double reg_fb = (tg[0] + tsc[0] + (sparse_blocks - 1) * (tg[1] + tsc[1]) + tg[2] + tsc[2]) /
                     (sparse_blocks * saved_fb);
-    printf("  move cost / attention saved: per sparse block fwd %.2f%%, fwd+bwd %.2f%%;"
-           " region of %d sparse blocks (enter + %d switches + leave) fwd %.2f%%, fwd+bwd %.2f%%\n",
+    printf("  move cost / attention saved: per sparse block fwd %.3f%%, fwd+bwd %.3f%%;"
+           " region of %d sparse blocks (enter + %d switches + leave) fwd %.3f%%, fwd+bwd %.3f%%\n",
            100 * blk_f, 100 * blk_fb, sparse_blocks, sparse_blocks - 1, 100 * reg_f, 100 * reg_fb);
     json_array_append_new(
         js, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f}",
@@ -295,10 +307,11 @@ void bench_skiparse(bench_ctx *b) {
         skiparse_one(b, &s480, js, 22);
         skiparse_one(b, &s720, js, 22);
     } else if (b->quick) {
-        skip_shape s = {"cpu-quick", 4, 16, 32, 2, 128};
+        skip_shape s = {"cpu-quick", 4, 16, 32, 2, 64};
         skiparse_one(b, &s, js, 2);
     } else {
-        skip_shape s = {"cpu-mid", 8, 32, 32, 2, 128};
+        /* the attn section's shape (its timings are reused): 8x32x32 = 8192 tokens, D = 128 */
+        skip_shape s = {"cpu-mid", 8, 32, 32, 2, 64};
         skiparse_one(b, &s, js, 4);
     }
 }

@@ -34,11 +34,21 @@ double bench_median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+static int n_shortened;
+int bench_shortened(void) { return n_shortened; }
+
 void bench_measure(const bench_ctx *b, bench_fn fn, void *arg, int nphase, double *med) {
     int n = b->repeat;
-    double *t = osp_calloc((size_t)n * nphase, sizeof(double));
     double *warm = osp_calloc((size_t)nphase, sizeof(double));
+    double w0 = osp_now();
     fn(arg, warm); /* first touch of buffers, thread pools, GEMM plans, kernel loading */
+    /* keep the default run short on slow machines: a measurement whose warm-up took
+     * longer than BENCH_SLOW_S is timed once more (unless --repeat asked otherwise) */
+    if (!b->cuda && !b->repeat_set && n > 1 && osp_now() - w0 > BENCH_SLOW_S) {
+        n = 1;
+        n_shortened++;
+    }
+    double *t = osp_calloc((size_t)n * nphase, sizeof(double));
     for (int r = 0; r < n; r++) {
         double *tr = warm; /* phase times of this run, transposed below */
         fn(arg, tr);

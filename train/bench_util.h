@@ -49,8 +49,12 @@ typedef struct {
 double bench_tick(const bench_ctx *b);
 /* One run of the thing measured: fills t[0..nphase) with the seconds of each phase. */
 typedef void (*bench_fn)(void *arg, double *t);
-/* One warm-up run, then b->repeat runs; med[p] = median seconds of phase p. */
+/* One warm-up run, then b->repeat runs; med[p] = median seconds of phase p. On the CPU,
+ * when the warm-up took longer than BENCH_SLOW_S and --repeat was not given, one timed run
+ * only (keeps the default run within minutes on a slow or busy machine). */
+#define BENCH_SLOW_S 3.0
 void bench_measure(const bench_ctx *b, bench_fn fn, void *arg, int nphase, double *med);
+int bench_shortened(void); /* measurements timed once because their warm-up was slow */
 double bench_median(double *x, int n); /* sorts x */
 
 /* ---- tensors ---- */

@@ -30,18 +30,6 @@ static int rm_dir(const char *dir) {
     return rmdir(dir);
 }
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 /* complete checkpoints of a run, sorted by step ascending */
 static int list_ckpts(const char *run_dir, int64_t *steps, int cap) {
     char dir[4096];
@@ -83,7 +71,7 @@ int ckpt_save(const char *run_dir, const wan_model *m, const adamw_state *opt, c
     snprintf(final, sizeof final, "%s/checkpoints/step_%08lld", run_dir, (long long)st->step);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", final, (int)getpid());
     snprintf(path, sizeof path, "%s/checkpoints", run_dir);
-    if (mkdir_p(path)) {
+    if (osp_mkdir_p(path)) {
         snprintf(err, errlen, "%s: cannot create checkpoint directory", path);
         return -1;
     }
@@ -140,6 +128,18 @@ int ckpt_save(const char *run_dir, const wan_model *m, const adamw_state *opt, c
     osp_fsync_dir_of(final);
     snprintf(path, sizeof path, "%s/DONE", final);
     if (osp_write_atomic(path, "ok\n", 3, err, errlen)) return -1;
+    /* remove partial checkpoints left by crashed runs (step_X.tmp.PID) */
+    char cdir[4096];
+    snprintf(cdir, sizeof cdir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(cdir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, "step_", 5) && strstr(e->d_name, ".tmp.")) {
+            char old[8192];
+            snprintf(old, sizeof old, "%s/%s", cdir, e->d_name);
+            rm_dir(old);
+        }
+    if (d) closedir(d);
     /* keep the newest keep_last complete checkpoints */
     int64_t steps[4096];
     int cnt = list_ckpts(run_dir, steps, 4096);

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "model/common.h"
+#include "train/checkpoint.h"
+
+#include <sys/stat.h>
 
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) osp_die("option %s needs a value (see --help)", argv[*i]);
@@ -99,3 +102,26 @@ wan_config cli_wan_config(const osp_config *c) {
         if (q->skip_blocks[i] >= 0 && q->skip_blocks[i] < 64) w.quant_skip_mask |= 1ull << q->skip_blocks[i];
     return w;
 }
+
+void cli_resolve_ckpt(const char *given, const char *run_dir, bool ema, char *out, size_t n) {
+    char dir[4096];
+    struct stat sb;
+    if (!given) {
+        if (ckpt_find_latest(run_dir, dir, sizeof dir))
+            osp_die("no --ckpt given and no complete checkpoint in %s/checkpoints (train first)", run_dir);
+    } else if (stat(given, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/DONE", given);
+        if (stat(probe, &sb) == 0)
+            snprintf(dir, sizeof dir, "%s", given);
+        else if (ckpt_find_latest(given, dir, sizeof dir)) {
+            snprintf(out, n, "%s", given); /* a Wan2.1 model directory: let st_open resolve it */
+            return;
+        }
+    } else {
+        snprintf(out, n, "%s", given);
+        return;
+    }
+    snprintf(out, n, "%s/%s", dir, ema ? "ema.safetensors" : "model.safetensors");
+}
+

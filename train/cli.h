@@ -32,6 +32,12 @@ const osp_backend *cli_backend(const char *device);
 /* The model part of the run config as a wan_config. */
 wan_config cli_wan_config(const osp_config *c);
 
+/* Resolve a --ckpt argument to something st_open reads: an osp checkpoint directory
+ * (with DONE) -> its model.safetensors (ema.safetensors if ema); a run directory -> its
+ * newest checkpoint; anything else (a .safetensors file, an index, a Wan2.1 model
+ * directory) unchanged. NULL -> the newest checkpoint of run_dir. */
+void cli_resolve_ckpt(const char *given, const char *run_dir, bool ema, char *out, size_t n);
+
 /* Subcommands */
 int cmd_forward(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);

@@ -22,8 +22,9 @@ static void usage(FILE *f) {
             "diffusers layout and changes dtype; with --shard-gb OUT is a directory of shards + index.\n");
 }
 
-static int inspect(const char *path, bool all) {
-    char err[1024];
+static int inspect(const char *given, bool all) {
+    char err[1024], path[4400];
+    cli_resolve_ckpt(given, NULL, false, path, sizeof path);
     st_set *s;
     if (st_open(&s, path, err, sizeof err)) osp_die("%s", err);
     int64_t nparam = 0;
@@ -65,9 +66,10 @@ static int inspect(const char *path, bool all) {
 }
 
 static int convert(const char *in, const char *out, const char *to, const char *dtype, double shard_gb) {
-    char err[1024];
+    char err[1024], path[4400];
+    cli_resolve_ckpt(in, NULL, false, path, sizeof path);
     st_set *s;
-    if (st_open(&s, in, err, sizeof err)) osp_die("%s", err);
+    if (st_open(&s, path, err, sizeof err)) osp_die("%s", err);
     st_dtype dt = ST_F32;
     bool keep = !dtype;
     if (dtype && !strcmp(dtype, "f32")) dt = ST_F32;

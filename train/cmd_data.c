@@ -52,10 +52,18 @@ int cmd_data(int argc, char **argv) {
     if (num < 1 || num_val < 0) osp_die("data synth: --num must be >= 1 and --num-val >= 0");
     char val[4096], err[1024];
     shapes_val_path(out, val, sizeof val);
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        if (osp_mkdir_p(parent)) osp_die("data synth: cannot create directory %s", parent);
+    }
     double t0 = osp_now();
     if (shapes_synth(out, num_val ? val : NULL, num, num_val, frames, size, tl, td, (uint64_t)seed, err, sizeof err))
         osp_die("%s", err);
-    printf("wrote %d clips [3,%d,%d,%d] -> %s and %d held-out clips -> %s (%.1f s)\n", num, frames, size, size, out,
-           num_val, val, osp_now() - t0);
+    printf("wrote %d clips [3,%d,%d,%d] -> %s", num, frames, size, size, out);
+    if (num_val) printf(" and %d held-out clips -> %s", num_val, val);
+    printf(" (%.1f s)\n", osp_now() - t0);
     return 0;
 }

@@ -60,9 +60,10 @@ int cmd_forward(int argc, char **argv) {
     config_defaults(&cfg);
     cli_config_load(&cfg, yaml, nset, sets, false);
     if (device) snprintf(cfg.device, sizeof cfg.device, "%s", device);
-    char err[1024];
+    char err[1024], wpath[4400];
+    cli_resolve_ckpt(ckpt, NULL, false, wpath, sizeof wpath);
     st_set *st;
-    if (st_open(&st, ckpt, err, sizeof err)) osp_die("%s", err);
+    if (st_open(&st, wpath, err, sizeof err)) osp_die("%s", err);
     wan_dims dims;
     if (wan_infer_dims(st, &dims, err, sizeof err)) osp_die("%s", err);
 

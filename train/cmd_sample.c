@@ -24,7 +24,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: osp sample [CONFIG.yaml] [--ckpt PATH] (--prompt TEXT ... | --prompts FILE.h5)\n"
             "                  [--steps N] [--shift S] [--cfg W] [--solver euler|unipc] [--seed K]\n"
-            "                  [--ema] [--out DIR] [--set key=value ...]\n\n"
+            "                  [--ema] [--batch K] [--out DIR] [--set key=value ...]\n\n"
             "--ckpt: a .safetensors file, a checkpoint directory, or a run directory (newest checkpoint);\n"
             "        default: the newest checkpoint of run_dir. --ema uses ema.safetensors of a checkpoint.\n"
             "--prompt: a shapes-world prompt (\"red circle moving left\"), embedded with the built-in word\n"
@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "Latent grid: sample.num_frames x sample.height x sample.width, model.in_channels channels.\n"
             "Writes DIR/latents.h5 (latents [N,C,T,H,W], prompts) and, for 3-channel models,\n"
             "DIR/<prompt_with_underscores>.gif plus DIR/<prompt_with_underscores>/frame_XX.png.\n"
-            "Default DIR: <run_dir>/samples.\n");
+            "Default DIR: <run_dir>/samples. --batch K: prompts per forward (default 8; with CFG the\n"
+            "forward batch is 2K: conditional and unconditional rows).\n");
 }
 
 static void slug(const char *p, char *out, size_t n) {
@@ -42,34 +43,28 @@ static void slug(const char *p, char *out, size_t n) {
     out[k] = 0;
 }
 
-/* resolve --ckpt to a weights file */
-static void resolve_ckpt(const char *given, const char *run_dir, bool ema, char *out, size_t n) {
-    char dir[4096];
-    struct stat sb;
-    if (!given) {
-        if (ckpt_find_latest(run_dir, dir, sizeof dir))
-            osp_die("sample: no --ckpt given and no complete checkpoint in %s/checkpoints (train first)", run_dir);
-    } else if (stat(given, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        char probe[4200];
-        snprintf(probe, sizeof probe, "%s/DONE", given);
-        if (stat(probe, &sb) == 0)
-            snprintf(dir, sizeof dir, "%s", given);
-        else if (ckpt_find_latest(given, dir, sizeof dir)) {
-            snprintf(out, n, "%s", given); /* a Wan2.1 model directory: let st_open resolve it */
-            return;
-        }
-    } else {
-        snprintf(out, n, "%s", given);
-        return;
+/* DIR/<slug>.gif and DIR/<slug>/frame_XX.png of a clip [3,T,H,W] in [-1,1] */
+static void write_frames(const char *dir, const char *sl, const float *x, int T, int H, int W) {
+    char path[4400], err[1024];
+    snprintf(path, sizeof path, "%s/%s.gif", dir, sl);
+    if (gif_write(path, x, T, H, W, 4, 12, err, sizeof err)) osp_die("%s", err);
+    snprintf(path, sizeof path, "%s/%s", dir, sl);
+    mkdir(path, 0755);
+    float *frame = osp_malloc(sizeof(float) * 3 * H * W);
+    for (int f = 0; f < T; f++) {
+        for (int c = 0; c < 3; c++)
+            memcpy(frame + (int64_t)c * H * W, x + ((int64_t)c * T + f) * H * W, sizeof(float) * H * W);
+        snprintf(path, sizeof path, "%s/%s/frame_%02d.png", dir, sl, f);
+        if (png_write(path, frame, H, W, 4, err, sizeof err)) osp_die("%s", err);
     }
-    snprintf(out, n, "%s/%s", dir, ema ? "ema.safetensors" : "model.safetensors");
+    free(frame);
 }
 
 int cmd_sample(int argc, char **argv) {
     const char *yaml = NULL, *ckpt = NULL, *prompts_file = NULL, *outdir = NULL;
     const char **prompts = osp_calloc((size_t)argc + 1, sizeof(char *));
     char **sets = osp_calloc((size_t)argc + 1, sizeof(char *));
-    int np = 0, nset = 0, steps = -1, seed = -1;
+    int np = 0, nset = 0, steps = -1, seed = -1, batch = 8;
     double shift = -1, cfgw = -1;
     const char *solver = NULL;
     bool ema = false;
@@ -88,12 +83,14 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--out")) outdir = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--ema")) ema = true;
+        else if (!strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--set")) sets[nset++] = (char *)cli_value(argc, argv, &i);
         else if (!strcmp(a, "--config")) yaml = cli_value(argc, argv, &i);
         else if (a[0] == '-') osp_die("sample: unknown option '%s' (see osp sample --help)", a);
         else yaml = a;
     }
     if (!np && !prompts_file) osp_die("sample: give --prompt TEXT or --prompts FILE.h5 (see osp sample --help)");
+    if (batch < 1) osp_die("sample: --batch must be >= 1");
     osp_config cfg;
     config_defaults(&cfg);
     cli_config_load(&cfg, yaml, nset, sets, false);
@@ -105,7 +102,7 @@ int cmd_sample(int argc, char **argv) {
     if (solver) snprintf(sc->solver, sizeof sc->solver, "%s", solver);
     if (strcmp(sc->solver, "euler") && strcmp(sc->solver, "unipc")) osp_die("sample: --solver must be euler or unipc");
     char err[1024], wpath[4400];
-    resolve_ckpt(ckpt, cfg.run_dir, ema, wpath, sizeof wpath);
+    cli_resolve_ckpt(ckpt, cfg.run_dir, ema, wpath, sizeof wpath);
     st_set *st;
     if (st_open(&st, wpath, err, sizeof err)) osp_die("%s", err);
     wan_dims dims;
@@ -163,76 +160,74 @@ int cmd_sample(int argc, char **argv) {
     st_close(st);
 
     int C = dims.in_channels, T = sc->num_frames, H = sc->height, W = sc->width;
-    bool guided = sc->cfg != 1.0f;
-    int B = guided ? 2 : 1;
+    bool guided = sc->cfg != 1.0f, unipc = !strcmp(sc->solver, "unipc");
+    int G = batch < N ? batch : N; /* prompts per forward; rows [0,G) conditional, [G,2G) unconditional */
+    int B = guided ? 2 * G : G;
     int64_t n = (int64_t)C * T * H * W;
     wan_set_shape(m, B, T, H, W);
     float *sig = osp_malloc(sizeof(float) * (sc->steps + 1)), *tst = osp_malloc(sizeof(float) * sc->steps);
     flow_schedule(sc->steps, sc->shift, sig, tst);
-    float *x = osp_malloc(sizeof(float) * n), *xin = osp_malloc(sizeof(float) * B * n);
-    float *vout = osp_malloc(sizeof(float) * B * n), *v = osp_malloc(sizeof(float) * n);
-    float *text = osp_malloc(sizeof(float) * B * L * Dt), *all = osp_malloc(sizeof(float) * N * n);
+    float *x = osp_malloc(sizeof(float) * G * n), *vout = osp_malloc(sizeof(float) * B * n);
+    float *v = osp_malloc(sizeof(float) * G * n), *ts = osp_malloc(sizeof(float) * B);
+    float *text = osp_calloc((size_t)B * L * Dt, sizeof(float)), *all = osp_malloc(sizeof(float) * N * n);
     float *d_x = be->alloc(sizeof(float) * B * n), *d_v = be->alloc(sizeof(float) * B * n);
     float *d_text = be->alloc(sizeof(float) * B * L * Dt);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", outdir ? outdir : cfg.run_dir);
     if (!outdir) snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/samples");
     mkdir(dir, 0755);
-    printf("sampling %d prompt(s): %s, %d steps, shift %.2f, cfg %.2f, seed %d, latent [%d,%d,%d,%d], %s\n", N,
-           sc->solver, sc->steps, sc->shift, sc->cfg, sc->seed, C, T, H, W, be->name);
+    printf("sampling %d prompt(s): %s, %d steps, shift %.2f, cfg %.2f, seed %d, latent [%d,%d,%d,%d], %d per batch, %s\n",
+           N, sc->solver, sc->steps, sc->shift, sc->cfg, sc->seed, C, T, H, W, G, be->name);
     int probed = 0, right = 0;
-    for (int p = 0; p < N; p++) {
+    for (int p0 = 0; p0 < N; p0 += G) {
+        int g = N - p0 < G ? N - p0 : G; /* prompts in this batch (the last one may be short) */
         double t0 = osp_now();
-        flow_randn(x, n, flow_key((uint64_t)sc->seed, 0x5a3, (uint64_t)p));
-        memcpy(text, emb + (int64_t)p * L * Dt, sizeof(float) * L * Dt);
-        if (guided) memcpy(text + (int64_t)L * Dt, neg, sizeof(float) * L * Dt);
+        for (int j = 0; j < G; j++) {
+            int p = p0 + (j < g ? j : 0); /* pad a short batch by repeating its first prompt */
+            flow_randn(x + (int64_t)j * n, n, flow_key((uint64_t)sc->seed, 0x5a3, (uint64_t)p));
+            memcpy(text + (int64_t)j * L * Dt, emb + (int64_t)p * L * Dt, sizeof(float) * L * Dt);
+            if (guided) memcpy(text + (int64_t)(G + j) * L * Dt, neg, sizeof(float) * L * Dt);
+        }
         be->upload(d_text, text, sizeof(float) * B * L * Dt);
         flow_unipc u;
-        bool unipc = !strcmp(sc->solver, "unipc");
-        if (unipc) flow_unipc_init(&u, sc->steps, sig, n);
+        if (unipc) flow_unipc_init(&u, sc->steps, sig, G * n);
         for (int k = 0; k < sc->steps; k++) {
-            for (int b = 0; b < B; b++) memcpy(xin + b * n, x, sizeof(float) * n);
-            float ts[2] = {tst[k], tst[k]};
-            be->upload(d_x, xin, sizeof(float) * B * n);
+            for (int b = 0; b < B; b++) ts[b] = tst[k];
+            be->upload(d_x, x, sizeof(float) * G * n);
+            if (guided) be->upload(d_x + G * n, x, sizeof(float) * G * n);
             wan_forward(m, d_x, ts, d_text, d_v);
             be->download(vout, d_v, sizeof(float) * B * n);
-            for (int64_t i = 0; i < n; i++) v[i] = guided ? vout[n + i] + sc->cfg * (vout[i] - vout[n + i]) : vout[i];
+            for (int64_t i = 0; i < G * n; i++)
+                v[i] = guided ? vout[G * n + i] + sc->cfg * (vout[i] - vout[G * n + i]) : vout[i];
             if (unipc)
                 flow_unipc_step(&u, k, x, v);
             else
-                flow_euler_step(sig, k, x, v, n);
+                flow_euler_step(sig, k, x, v, G * n);
         }
         if (unipc) flow_unipc_free(&u);
-        memcpy(all + (int64_t)p * n, x, sizeof(float) * n);
-        char s[256], line[512] = "";
-        slug(names[p], s, sizeof s);
-        if (C == 3) {
-            char path[4400];
-            for (int64_t i = 0; i < n; i++) x[i] = x[i] < -1 ? -1 : (x[i] > 1 ? 1 : x[i]);
-            snprintf(path, sizeof path, "%s/%s.gif", dir, s);
-            if (gif_write(path, x, T, H, W, 4, 12, err, sizeof err)) osp_die("%s", err);
-            snprintf(path, sizeof path, "%s/%s", dir, s);
-            mkdir(path, 0755);
-            float *frame = osp_malloc(sizeof(float) * 3 * H * W);
-            for (int f = 0; f < T; f++) {
-                for (int c = 0; c < 3; c++)
-                    memcpy(frame + (int64_t)c * H * W, x + ((int64_t)c * T + f) * H * W, sizeof(float) * H * W);
-                snprintf(path, sizeof path, "%s/%s/frame_%02d.png", dir, s, f);
-                if (png_write(path, frame, H, W, 4, err, sizeof err)) osp_die("%s", err);
+        double dt = osp_now() - t0;
+        for (int j = 0; j < g; j++) {
+            int p = p0 + j;
+            float *xp = x + (int64_t)j * n;
+            memcpy(all + (int64_t)p * n, xp, sizeof(float) * n);
+            char line[512] = "", sl[256];
+            slug(names[p], sl, sizeof sl);
+            if (C == 3) {
+                for (int64_t i = 0; i < n; i++) xp[i] = xp[i] < -1 ? -1 : (xp[i] > 1 ? 1 : xp[i]);
+                write_frames(dir, sl, xp, T, H, W);
+                int pc, ps, pd, gc, gd;
+                float conf;
+                if (probe_parse_prompt(names[p], &pc, &ps, &pd) == 0 && probe_video(xp, T, H, W, &gc, &gd, &conf) == 0) {
+                    bool ok = gc == pc && gd == pd;
+                    probed++;
+                    right += ok;
+                    snprintf(line, sizeof line, "  probe: %s, moving %s -> %s", probe_color_name(gc),
+                             probe_direction_name(gd), ok ? "matches" : "MISMATCH");
+                }
             }
-            free(frame);
-            int pc, ps, pd, gc, gd;
-            float conf;
-            if (probe_parse_prompt(names[p], &pc, &ps, &pd) == 0 && probe_video(x, T, H, W, &gc, &gd, &conf) == 0) {
-                bool ok = gc == pc && gd == pd;
-                probed++;
-                right += ok;
-                snprintf(line, sizeof line, "  probe: %s, moving %s -> %s", probe_color_name(gc),
-                         probe_direction_name(gd), ok ? "matches" : "MISMATCH");
-            }
+            printf("[%d/%d] %-34s -> %s/%s%s%s\n", p + 1, N, names[p], dir, sl, C == 3 ? ".gif" : "", line);
         }
-        printf("[%d/%d] %-36s %.1f s -> %s/%s%s%s\n", p + 1, N, names[p], osp_now() - t0, dir, s, C == 3 ? ".gif" : "",
-               line);
+        printf("  batch of %d sampled in %.1f s\n", g, dt);
     }
     char path[4400];
     snprintf(path, sizeof path, "%s/latents.h5", dir);
@@ -245,7 +240,7 @@ int cmd_sample(int argc, char **argv) {
     printf("latents -> %s\n", path);
     if (probed) printf("prompt adherence (color and direction, automatic probe): %d/%d\n", right, probed);
     for (int i = 0; i < N; i++) free(names[i]);
-    free(names), free(emb), free(neg), free(sig), free(tst), free(x), free(xin), free(vout), free(v), free(text);
+    free(names), free(emb), free(neg), free(sig), free(tst), free(x), free(vout), free(v), free(text), free(ts);
     free(all), free(prompts), free(sets);
     be->free(d_x), be->free(d_v), be->free(d_text);
     wan_free(m);

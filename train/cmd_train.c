@@ -159,7 +159,7 @@ int cmd_train(int argc, char **argv) {
     const osp_train_cfg *tc = &c->train;
     char err[1024], path[4200];
     t->be = cli_backend(c->device);
-    if (mkdir(c->run_dir, 0755) && access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create", c->run_dir);
+    if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);
     printf("osp train — config %s, backend %s\n", c->source[0] ? c->source : "(built-in defaults)", t->be->name);
     config_print(c, stdout);
     snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
@@ -200,7 +200,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
-    metrics_open(path, resume);
+    metrics_open(path, resume ? step : -1);
     printf("model: %lld parameters, %s attention%s, %s\n", (long long)np, wc.hybrid ? "hybrid" : "full",
            wc.hybrid ? "" : "", wc.quant ? "HiF8 fake-quantised GEMMs" : "fp32 GEMMs");
 
@@ -224,6 +224,12 @@ int cmd_train(int argc, char **argv) {
             osp_batch b;
             if (dataset_next(t->train, &b, err, sizeof err)) osp_die("%s", err);
             stage_batch(t, &b);
+            /* text dropout: the unconditional model that classifier-free guidance needs */
+            for (int i = 0; i < b.B && tc->text_dropout > 0; i++)
+                if (flow_uniform(flow_key((uint64_t)c->seed, (uint64_t)step, 0xd709), (uint64_t)(mb * 65536 + i)) <
+                    tc->text_dropout)
+                    memset(t->h_text + (int64_t)i * c->model.text_len * c->model.text_dim, 0,
+                           sizeof(float) * c->model.text_len * c->model.text_dim);
             for (int i = 0; i < b.B; i++)
                 t->sigma[i] = flow_train_sigma(logit, tc->logit_mean, tc->logit_std, tc->shift,
                                                flow_key((uint64_t)c->seed, (uint64_t)step, (uint64_t)(mb * 65536 + i + 1)));

@@ -50,7 +50,7 @@ typedef struct {
     int warmup;
     char schedule[16];                         /* constant | cosine */
     char sigma_sampling[16];                   /* logit_normal | uniform */
-    float logit_mean, logit_std, shift;
+    float logit_mean, logit_std, shift, text_dropout;
     int log_every, val_every, val_batches, ckpt_every, keep_last, max_skipped;
 } osp_train_cfg;
 

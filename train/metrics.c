@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,8 +39,31 @@ static void jnum(const char *key, double v, bool last) {
         fprintf(g_jsonl, "\"%s\": null%s", key, last ? "" : ", ");
 }
 
-void metrics_open(const char *path, bool append) {
-    g_jsonl = fopen(path, append ? "a" : "w");
+/* On resume, drop entries logged after the checkpoint we resume from (a preempted run
+ * may have logged steps past its last checkpoint), so every step appears once. */
+static void truncate_after(const char *path, int64_t step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4200], line[8192];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"step\": ");
+        if (p && atoll(p + 8) > step) continue;
+        fputs(line, o);
+    }
+    fclose(f);
+    fclose(o);
+    rename(tmp, path);
+}
+
+void metrics_open(const char *path, int64_t resume_step) {
+    if (resume_step >= 0) truncate_after(path, resume_step);
+    g_jsonl = fopen(path, resume_step >= 0 ? "a" : "w");
     if (!g_jsonl) fprintf(stderr, "osp: warning: cannot write %s; metrics go to stdout only\n", path);
 }
 

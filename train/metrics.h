@@ -9,7 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-void metrics_open(const char *path, bool append);
+/* resume_step >= 0: append, dropping entries of steps after resume_step; -1: start afresh */
+void metrics_open(const char *path, int64_t resume_step);
 void metrics_close(void);
 void metrics_log(int64_t step, int64_t total, double loss, double gnorm, double lr, double samples_s, double tokens_s,
                  double step_ms, double eta_s, int64_t skipped);
