@@ -82,12 +82,16 @@ if bad:
 EOF
 
 # ---- 2. sampling on the GPU from the GPU run's final checkpoint ----
-prompt=$("$OSP" data heldout | head -n 1)
+mapfile -t prompts < <("$OSP" data heldout)
+prompt=${prompts[0]:-}
 [ -n "$prompt" ] || fail "osp data heldout printed no prompt"
 "$OSP" sample "${CFG[@]}" --set device=cuda --set run_dir=R_cuda --steps 4 --prompt "$prompt" --out S \
     >S.log 2>&1 || { tail -n 5 S.log; fail "osp sample on cuda failed"; }
-gif=$(ls S/*.gif 2>/dev/null | head -n 1 || true)
-[ -n "$gif" ] && [ -s "$gif" ] || { ls -la S || true; fail "osp sample wrote no GIF"; }
+gif=$(find S -name '*.gif' -size +0 2>/dev/null | sort | head -n 1 || true)
+if [ -z "$gif" ]; then
+    ls -la S || true
+    fail "osp sample wrote no GIF"
+fi
 head -c 6 "$gif" | grep -q '^GIF8' || fail "$gif is not a GIF"
 echo "sample on cuda: '$prompt' -> $(basename "$gif") ($(wc -c <"$gif") bytes)"
 

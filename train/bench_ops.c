@@ -49,8 +49,7 @@ typedef struct {
     const bench_ctx *b;
     const lin_shape *s;
     int pass;
-    bool ref;    /* also time the raw cblas call */
-    int threads; /* OpenMP threads of this process (OpenBLAS gets as many for the reference) */
+    bool ref; /* time the raw cblas call instead of the backend op */
     float *x, *W, *bias, *y, *dy, *dx, *dW;
 } gemm_arg;
 
@@ -60,31 +59,18 @@ static void gemm_run(void *p, double *t) {
     const lin_shape *s = a->s;
     int N = (int)s->N, K = s->K, O = s->O;
     double t0 = bench_tick(a->b);
-    if (a->pass == PASS_FWD) be->linear_fwd(a->y, a->x, a->W, a->bias, s->N, K, O);
-    else if (a->pass == PASS_DX) be->linear_bwd(a->dx, NULL, NULL, a->dy, a->x, a->W, s->N, K, O);
-    else be->linear_bwd(NULL, a->dW, NULL, a->dy, a->x, a->W, s->N, K, O);
-    double t1 = bench_tick(a->b);
-    t[0] = t1 - t0;
-    t[1] = 0;
-    if (!a->ref) return;
-    /* the same product as a bare BLAS call (no bias, no accumulation) with OpenBLAS on all
-     * threads: its own best rate on this shape. The CPU backend may keep OpenBLAS at one
-     * thread (it calls BLAS inside its own OpenMP loops); setting OpenBLAS threads also sets
-     * the OpenMP count in OpenMP builds of OpenBLAS, hence the restore of both. */
-    int blas_was = openblas_get_num_threads();
-    if (blas_was != a->threads) openblas_set_num_threads(a->threads);
-    t1 = osp_now();
-    if (a->pass == PASS_FWD)
+    if (!a->ref) {
+        if (a->pass == PASS_FWD) be->linear_fwd(a->y, a->x, a->W, a->bias, s->N, K, O);
+        else if (a->pass == PASS_DX) be->linear_bwd(a->dx, NULL, NULL, a->dy, a->x, a->W, s->N, K, O);
+        else be->linear_bwd(NULL, a->dW, NULL, a->dy, a->x, a->W, s->N, K, O);
+    } else if (a->pass == PASS_FWD) { /* the same products as bare BLAS calls (no bias, no accumulation) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, K, 1.0f, a->x, K, a->W, K, 0.0f, a->y, O);
-    else if (a->pass == PASS_DX)
+    } else if (a->pass == PASS_DX) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, O, 1.0f, a->dy, O, a->W, K, 0.0f, a->dx, K);
-    else
+    } else {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, a->dy, O, a->x, K, 0.0f, a->dW, K);
-    t[1] = osp_now() - t1;
-    if (blas_was != a->threads) {
-        openblas_set_num_threads(blas_was);
-        omp_set_num_threads(a->threads);
     }
+    t[0] = bench_tick(a->b) - t0;
 }
 
 void bench_gemm(bench_ctx *b) {
@@ -92,52 +78,75 @@ void bench_gemm(bench_ctx *b) {
     bench_model m = bench_model_default(b);
     lin_shape sh[4];
     int ns = bench_linears(&m, sh);
+    bool ref = !b->cuda;
     char title[256];
     snprintf(title, sizeof title, "gemm: linear layers of %s (%lld tokens, dim %d, ffn %d)%s", m.name,
              (long long)bench_model_tokens(&m), m.dim, m.ffn,
-             b->cuda ? "" : "; reference = cblas_sgemm (OpenBLAS, all threads) on the same shape");
+             ref ? "; reference = cblas_sgemm (OpenBLAS, all threads) on the same shape" : "");
     bench_title(title);
-    printf("%-9s %-7s %-20s %9s %9s %9s %7s\n", "linear", "pass", "BLAS MxNxK", "ms", bench_rate_unit(b),
-           b->cuda ? "" : "cblas", b->cuda ? "" : "ratio");
-    json_t *js = bench_section(b, "gemm");
+    gemm_arg a[4];
+    double med[4][PASS_N][2];
     for (int i = 0; i < ns; i++) {
         const lin_shape *s = &sh[i];
         int64_t nx = s->N * s->K, nw = (int64_t)s->O * s->K, ny = s->N * s->O;
-        gemm_arg a = {b, s, 0, !b->cuda, omp_get_max_threads(), NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-        a.x = bench_rand(b, nx, 1.0f);
-        a.W = bench_rand(b, nw, 1.0f / sqrtf((float)s->K));
-        a.bias = bench_rand(b, s->O, 0.1f);
-        a.dy = bench_rand(b, ny, 1.0f);
-        a.y = be->alloc(sizeof(float) * (size_t)ny);
-        a.dx = be->alloc(sizeof(float) * (size_t)nx);
-        a.dW = be->alloc(sizeof(float) * (size_t)nw);
+        a[i] = (gemm_arg){b, s, 0, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        a[i].x = bench_rand(b, nx, 1.0f);
+        a[i].W = bench_rand(b, nw, 1.0f / sqrtf((float)s->K));
+        a[i].bias = bench_rand(b, s->O, 0.1f);
+        a[i].dy = bench_rand(b, ny, 1.0f);
+        a[i].y = be->alloc(sizeof(float) * (size_t)ny);
+        a[i].dx = be->alloc(sizeof(float) * (size_t)nx);
+        a[i].dW = be->alloc(sizeof(float) * (size_t)nw);
         for (int p = 0; p < PASS_N; p++) {
-            a.pass = p;
-            double med[2];
-            bench_measure(b, gemm_run, &a, 2, med);
+            a[i].pass = p;
+            bench_measure(b, gemm_run, &a[i], 1, &med[i][p][0]);
+        }
+    }
+    if (ref) {
+        /* OpenBLAS's own rate: all threads, measured after the backend so its worker threads
+         * (which spin for a while after a call) never compete with the backend's. The CPU
+         * backend may keep OpenBLAS at one thread (it calls BLAS inside its own OpenMP loops);
+         * in OpenMP builds of OpenBLAS setting its threads also sets OpenMP's, hence the restore. */
+        int threads = omp_get_max_threads(), blas_was = openblas_get_num_threads();
+        openblas_set_num_threads(threads);
+        for (int i = 0; i < ns; i++)
+            for (int p = 0; p < PASS_N; p++) {
+                a[i].pass = p;
+                a[i].ref = true;
+                bench_measure(b, gemm_run, &a[i], 1, &med[i][p][1]);
+            }
+        openblas_set_num_threads(blas_was);
+        omp_set_num_threads(threads);
+    }
+    printf("%-9s %-7s %-20s %9s %9s %9s %7s\n", "linear", "pass", "BLAS MxNxK", "ms", bench_rate_unit(b),
+           ref ? "cblas" : "", ref ? "ratio" : "");
+    json_t *js = bench_section(b, "gemm");
+    for (int i = 0; i < ns; i++) {
+        const lin_shape *s = &sh[i];
+        for (int p = 0; p < PASS_N; p++) {
             /* BLAS (M, N, K) of the product this pass computes */
             int64_t M = p == PASS_DW ? s->O : s->N;
             int64_t Nn = p == PASS_FWD ? s->O : s->K;
             int64_t Kk = p == PASS_FWD ? s->K : (p == PASS_DX ? s->O : s->N);
-            double flops = 2.0 * (double)s->N * s->K * s->O;
+            double flops = 2.0 * (double)s->N * s->K * s->O, t = med[i][p][0];
             char shape[64];
             snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)M, (long long)Nn, (long long)Kk);
-            double rate = bench_rate(b, flops, med[0]);
+            double rate = bench_rate(b, flops, t);
             json_t *row = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f}", "linear", s->name, "pass",
                                     pass_name[p], "M", (json_int_t)M, "N", (json_int_t)Nn, "K", (json_int_t)Kk,
-                                    "flops", flops, "ms", med[0] * 1e3, "rate", rate);
-            if (a.ref) {
-                double ref = bench_rate(b, flops, med[1]);
-                printf("%-9s %-7s %-20s %9.3f %9.2f %9.2f %6.1f%%\n", s->name, pass_name[p], shape, med[0] * 1e3,
-                       rate, ref, 100.0 * rate / ref);
-                json_object_set_new(row, "cblas_rate", json_real(ref));
-                json_object_set_new(row, "ratio", json_real(rate / ref));
+                                    "flops", flops, "ms", t * 1e3, "rate", rate);
+            if (ref) {
+                double r = bench_rate(b, flops, med[i][p][1]);
+                printf("%-9s %-7s %-20s %9.3f %9.2f %9.2f %6.1f%%\n", s->name, pass_name[p], shape, t * 1e3, rate, r,
+                       100.0 * rate / r);
+                json_object_set_new(row, "cblas_rate", json_real(r));
+                json_object_set_new(row, "ratio", json_real(rate / r));
             } else {
-                printf("%-9s %-7s %-20s %9.3f %9.2f\n", s->name, pass_name[p], shape, med[0] * 1e3, rate);
+                printf("%-9s %-7s %-20s %9.3f %9.2f\n", s->name, pass_name[p], shape, t * 1e3, rate);
             }
             json_array_append_new(js, row);
         }
-        float *bufs[] = {a.x, a.W, a.bias, a.dy, a.y, a.dx, a.dW};
+        float *bufs[] = {a[i].x, a[i].W, a[i].bias, a[i].dy, a[i].y, a[i].dx, a[i].dW};
         for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) be->free(bufs[k]);
     }
 }
