@@ -115,10 +115,10 @@ static void dit_variant_run(bench_ctx *b, const bench_model *bm, const dit_varia
             base_f[s] = med[0];
             base_fb[s] = med[0] + med[1];
         }
-        json_t *row = json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:f, s:f, s:f, s:f}", "variant", v->name, "shape",
+        json_t *row = json_pack("{s:s, s:s, s:b, s:b, s:i, s:I, s:f, s:f, s:f, s:I}", "variant", v->name, "shape",
                                 shape_names[s], "hybrid", v->hybrid, "recompute", v->recompute, "num_full_blocks",
                                 v->K, "tokens", (json_int_t)tok, "fwd_gemm_flops", g, "fwd_attn_flops", at,
-                                "fwd_ms", med[0] * 1e3, "activation_bytes", (double)wan_activation_bytes(m));
+                                "fwd_ms", med[0] * 1e3, "activation_bytes", (json_int_t)wan_activation_bytes(m));
         if (v->backward) json_object_set_new(row, "fwd_bwd_ms", json_real((med[0] + med[1]) * 1e3));
         json_array_append_new(js, row);
         dit_inputs_free(b, &a);
@@ -206,13 +206,13 @@ void bench_step(bench_ctx *b) {
         printf("%-8s %10.1f %10.1f %10.1f %10.1f %9.1f %11.2f %15s\n", h ? "hybrid" : "full", med[0] * 1e3,
                med[1] * 1e3, med[2] * 1e3, step * 1e3, bench_rate(b, 3 * (g + at), med[0] + med[1]), arenas / GiB,
                memcol);
-        json_t *row = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "variant", h ? "hybrid" : "full", "fwd_ms",
+        json_t *row = json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "variant", h ? "hybrid" : "full", "fwd_ms",
                                 med[0] * 1e3, "bwd_ms", med[1] * 1e3, "adamw_ms", med[2] * 1e3, "step_ms", step * 1e3,
-                                "arena_bytes", arenas);
+                                "arena_bytes", (json_int_t)arenas);
         if (mem) {
-            json_object_set_new(row, "mem_used_bytes", json_real(used1));
-            json_object_set_new(row, "mem_used_before_bytes", json_real(used0));
-            json_object_set_new(row, "mem_total_bytes", json_real(tot));
+            json_object_set_new(row, "mem_used_bytes", json_integer((json_int_t)used1));
+            json_object_set_new(row, "mem_used_before_bytes", json_integer((json_int_t)used0));
+            json_object_set_new(row, "mem_total_bytes", json_integer((json_int_t)tot));
         }
         json_array_append_new(js, row);
         dit_inputs_free(b, &a);

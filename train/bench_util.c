@@ -59,6 +59,21 @@ void bench_measure(const bench_ctx *b, bench_fn fn, void *arg, int nphase, doubl
     free(warm);
 }
 
+void bench_settle(bench_ctx *b) {
+    if (b->cuda) return; /* the CUDA context and plans are warmed by each measurement's warm-up */
+    /* Keep the CPU backend busy for a moment before the first measurement: BLAS worker
+     * threads created at library start spin for a while before they sleep, and on 2 cores
+     * they took the first GEMM measurements of a fresh process from ~0.3 ms to 8-16 ms. */
+    const int n = 256;
+    float *x = bench_rand(b, (int64_t)n * n, 1.0f), *w = bench_rand(b, (int64_t)n * n, 0.06f);
+    float *y = b->be->alloc(sizeof(float) * n * n);
+    double t0 = osp_now();
+    while (osp_now() - t0 < BENCH_SETTLE_S) b->be->linear_fwd(y, x, w, NULL, n, n, n);
+    b->be->free(x);
+    b->be->free(w);
+    b->be->free(y);
+}
+
 /* ------------------------------------------------------------------ tensors */
 
 /* splitmix64: one independent stream per tensor, fixed by the bench seed */

@@ -56,6 +56,9 @@ typedef void (*bench_fn)(void *arg, double *t);
 void bench_measure(const bench_ctx *b, bench_fn fn, void *arg, int nphase, double *med);
 int bench_shortened(void); /* measurements timed once because their warm-up was slow */
 double bench_median(double *x, int n); /* sorts x */
+/* Run the backend for BENCH_SETTLE_S before the first section (CPU only). */
+#define BENCH_SETTLE_S 0.5
+void bench_settle(bench_ctx *b);
 
 /* ---- tensors ---- */
 /* n floats uniform in [-a, a] from a fresh seed, in backend memory (caller frees with be->free). */

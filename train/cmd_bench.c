@@ -5,6 +5,7 @@
  * after one warm-up run, timed with osp_now() around be->sync(); every input tensor is
  * freshly drawn from a seeded generator (no zeros), so runs are reproducible.
  */
+#include <libgen.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,12 @@ int cmd_bench(int argc, char **argv) {
         osp_die("bench: --device must be cpu, cuda or auto, got '%s'", device);
     if (!any)
         for (int i = 0; i < NSECTIONS; i++) want[i] = true;
+    if (json_path) { /* fail now, not after minutes of timing */
+        char *dup = strdup(json_path);
+        const char *dir = dirname(dup);
+        if (access(dir, W_OK)) osp_die("bench: --json %s: directory '%s' is not writable or does not exist", json_path, dir);
+        free(dup);
+    }
 
     bench_ctx b;
     memset(&b, 0, sizeof b);
@@ -109,6 +116,7 @@ int cmd_bench(int argc, char **argv) {
     b.repeat_set = repeat > 0;
     b.seed = seed;
     b.root = json_object();
+    json_object_set_new(b.root, "sections", json_object());
 
     char dev[256], host[256] = "unknown", date[64];
     bench_device_name(&b, dev, sizeof dev);
@@ -134,6 +142,7 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(b.root, "seed", json_integer((json_int_t)seed));
     if (b.cuda) json_object_set_new(b.root, "cuda_gemm_mode", json_string(gemm_mode));
 
+    bench_settle(&b);
     double t0 = osp_now();
     json_t *secs_s = json_object();
     for (int i = 0; i < NSECTIONS; i++) {
