@@ -178,7 +178,7 @@ int cmd_sample(int argc, char **argv) {
     mkdir(dir, 0755);
     printf("sampling %d prompt(s): %s, %d steps, shift %.2f, cfg %.2f, seed %d, latent [%d,%d,%d,%d], %d per batch, %s\n",
            N, sc->solver, sc->steps, sc->shift, sc->cfg, sc->seed, C, T, H, W, G, be->name);
-    int probed = 0, right = 0;
+    int probed = 0, right = 0, right_color = 0, right_dir = 0;
     for (int p0 = 0; p0 < N; p0 += G) {
         int g = N - p0 < G ? N - p0 : G; /* prompts in this batch (the last one may be short) */
         double t0 = osp_now();
@@ -221,6 +221,8 @@ int cmd_sample(int argc, char **argv) {
                     bool ok = gc == pc && gd == pd;
                     probed++;
                     right += ok;
+                    right_color += gc == pc;
+                    right_dir += gd == pd;
                     snprintf(line, sizeof line, "  probe: %s, moving %s -> %s", probe_color_name(gc),
                              probe_direction_name(gd), ok ? "matches" : "MISMATCH");
                 }
@@ -238,7 +240,9 @@ int cmd_sample(int argc, char **argv) {
     h5w_strings(w, "prompts", N, (const char *const *)names);
     if (h5w_close(w, err, sizeof err)) osp_die("%s", err);
     printf("latents -> %s\n", path);
-    if (probed) printf("prompt adherence (color and direction, automatic probe): %d/%d\n", right, probed);
+    if (probed)
+        printf("prompt adherence (automatic probe): color and direction %d/%d (color %d/%d, direction %d/%d)\n", right,
+               probed, right_color, probed, right_dir, probed);
     for (int i = 0; i < N; i++) free(names[i]);
     free(names), free(emb), free(neg), free(sig), free(tst), free(x), free(vout), free(v), free(text), free(ts);
     free(all), free(prompts), free(sets);
