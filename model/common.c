@@ -112,3 +112,22 @@ int osp_mkdir_p(const char *path) {
     if (mkdir(tmp, 0755) == 0 || errno == EEXIST) return 0;
     return -1;
 }
+
+int osp_edit_distance(const char *a, size_t na, const char *b, size_t nb) {
+    int row[129];
+    if (na > 128 || nb > 128) return 1 << 20;
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}

@@ -41,6 +41,10 @@ double osp_now(void);
  * Returns 0 on success, -1 (with errno-based message in err) on failure. */
 int osp_write_atomic(const char *path, const void *data, size_t nbytes, char *err, size_t errlen);
 
+/* Levenshtein distance of a[0..na) and b[0..nb) (inputs over 128 chars: a huge value);
+ * used to suggest the key a user probably meant. */
+int osp_edit_distance(const char *a, size_t na, const char *b, size_t nb);
+
 /* mkdir -p; 0 on success (or if it exists), -1 otherwise. */
 int osp_mkdir_p(const char *path);
 

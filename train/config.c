@@ -161,26 +161,6 @@ static const char *type_name(const cfg_key *k) {
     return "?";
 }
 
-/* Edit distance (Levenshtein), capped inputs: used only to suggest a key. */
-static int edit_distance(const char *a, size_t na, const char *b, size_t nb) {
-    int row[129];
-    if (na > 128 || nb > 128) return 1 << 20;
-    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= na; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= nb; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[nb];
-}
-
 /* Writes " (did you mean 'X'?)" or "". A key with the same last component in another
  * section wins (model.steps -> train.steps), else the closest spelling among all keys and
  * sections if it is close enough. */
@@ -201,7 +181,7 @@ static void key_suggest(const char *name, char *out, size_t outlen) {
         const char *k = KEYS[i].key;
         for (size_t l = 1; l <= strlen(k); l++) {
             if (k[l] != '.' && k[l] != '\0') continue;
-            int d = edit_distance(name, n, k, l);
+            int d = osp_edit_distance(name, n, k, l);
             if (d < best) best = d, bk = k, bl = l;
         }
     }
