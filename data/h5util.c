@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "safetensors.h" /* the one home of the f16/bf16 conversions */
 
 /* ------------------------------------------------------------------ init / lock */
 
@@ -39,42 +40,6 @@ void h5_lock(void) {
 }
 
 void h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
-
-/* ------------------------------------------------------------------ conversions */
-
-static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-float h5u_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    if (e == 0) { /* zero or subnormal: m * 2^-24, exact in float */
-        float v = (float)m * 5.9604644775390625e-08f;
-        return u2f(f2u(v) | sign);
-    }
-    if (e == 31) return u2f(sign | 0x7f800000u | (m << 13));
-    return u2f(sign | ((e + 112) << 23) | (m << 13));
-}
-
-float h5u_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
-
-uint16_t h5u_f32_to_f16(float f) {
-    uint32_t x = f2u(f), sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) return (uint16_t)(sign | (ax > 0x7f800000u ? 0x7e00 : 0x7c00));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* >= 65520 rounds to inf */
-    if (ax < 0x38800000u) {                                 /* below 2^-14: subnormal */
-        float v = nearbyintf(u2f(ax) * 16777216.0f);        /* units of 2^-24, RNE */
-        return (uint16_t)(sign | (uint32_t)v);
-    }
-    uint32_t h = (((ax >> 23) - 112) << 10) | ((ax >> 13) & 0x3ff), rem = ax & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
-uint16_t h5u_f32_to_bf16(float f) {
-    uint32_t x = f2u(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
-}
 
 /* ------------------------------------------------------------------ reading */
 
@@ -250,9 +215,9 @@ int h5u_read_rows(hid_t dset, h5u_dtype t, int64_t row0, int64_t nrows, int64_t 
         hid_t mt = raw16_memtype(dset);
         if (mt >= 0 && H5Dread(dset, mt, ms, fs, H5P_DEFAULT, scratch) >= 0) {
             if (t == H5U_F16)
-                for (hsize_t i = 0; i < n; i++) out[i] = h5u_f16_to_f32(scratch[i]);
+                for (hsize_t i = 0; i < n; i++) out[i] = st_f16_to_f32(scratch[i]);
             else
-                for (hsize_t i = 0; i < n; i++) out[i] = h5u_bf16_to_f32(scratch[i]);
+                for (hsize_t i = 0; i < n; i++) out[i] = st_bf16_to_f32(scratch[i]);
             rc = 0;
         }
         if (mt >= 0) H5Tclose(mt);
@@ -521,7 +486,7 @@ static hid_t f16_type(H5T_order_t order) {
 int h5w_f16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const float *data) {
     int64_t n = nelems(rank, dims);
     uint16_t *h = osp_malloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) h[i] = h5u_f32_to_f16(data[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = st_f32_to_f16(data[i]);
     h5_lock();
     hid_t ft = f16_type(H5T_ORDER_LE), mt = f16_type(H5Tget_order(H5T_NATIVE_UINT16));
     int rc = wsimple(w, dset, ft, mt, rank, dims, h, NULL);
@@ -535,7 +500,7 @@ int h5w_f16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const
 int h5w_bf16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const float *data) {
     int64_t n = nelems(rank, dims);
     uint16_t *h = osp_malloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) h[i] = h5u_f32_to_bf16(data[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = st_f32_to_bf16(data[i]);
     int rc = wsimple(w, dset, H5T_STD_U16LE, H5T_NATIVE_UINT16, rank, dims, h, "bfloat16");
     free(h);
     return rc;
