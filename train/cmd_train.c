@@ -70,15 +70,16 @@ static void alloc_batch(trainer *t, int B, int C, int T, int H, int W) {
     wan_set_shape(t->m, B, T, H, W);
 }
 
-/* Check a batch against the model and copy its text into the model's text_len rows. */
-static void stage_batch(trainer *t, const osp_batch *b) {
+/* Check a batch (from file `src`) against the model and copy its text into the model's
+ * text_len rows. */
+static void stage_batch(trainer *t, const osp_batch *b, const char *src) {
     const osp_model_cfg *mc = &t->cfg.model;
     if (b->C != mc->in_channels)
-        osp_die("%s: latents have %d channels, model.in_channels is %d", dataset_path(t->train), b->C, mc->in_channels);
+        osp_die("%s: latents have %d channels, model.in_channels is %d", src, b->C, mc->in_channels);
     if (b->Dt != mc->text_dim)
-        osp_die("%s: text dim %d, model.text_dim is %d", dataset_path(t->train), b->Dt, mc->text_dim);
+        osp_die("%s: text dim %d, model.text_dim is %d", src, b->Dt, mc->text_dim);
     if (b->L > mc->text_len)
-        osp_die("%s: %d text rows exceed model.text_len %d", dataset_path(t->train), b->L, mc->text_len);
+        osp_die("%s: %d text rows exceed model.text_len %d", src, b->L, mc->text_len);
     alloc_batch(t, b->B, b->C, b->T, b->H, b->W);
     memset(t->h_text, 0, sizeof(float) * b->B * mc->text_len * mc->text_dim);
     for (int i = 0; i < b->B; i++)
@@ -114,7 +115,7 @@ static double validate(trainer *t) {
     for (int v = 0; v < t->cfg.train.val_batches; v++) {
         osp_batch b;
         if (dataset_next(t->val, &b, err, sizeof err)) osp_die("%s", err);
-        stage_batch(t, &b);
+        stage_batch(t, &b, dataset_path(t->val));
         for (int i = 0; i < b.B; i++) t->sigma[i] = (i + 0.5f) / b.B;
         s += run_micro(t, &b, t->sigma, flow_key(t->cfg.seed, 0x7a1, (uint64_t)v), 1.0f, false);
         nb++;
@@ -201,8 +202,8 @@ int cmd_train(int argc, char **argv) {
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
     metrics_open(path, resume ? step : -1);
-    printf("model: %lld parameters, %s attention%s, %s\n", (long long)np, wc.hybrid ? "hybrid" : "full",
-           wc.hybrid ? "" : "", wc.quant ? "HiF8 fake-quantised GEMMs" : "fp32 GEMMs");
+    printf("model: %lld parameters, %s attention, %s\n", (long long)np, wc.hybrid ? "hybrid" : "full",
+           wc.quant ? "HiF8 fake-quantised GEMMs" : "fp32 GEMMs");
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -223,7 +224,7 @@ int cmd_train(int argc, char **argv) {
         for (int mb = 0; mb < tc->grad_accum; mb++) {
             osp_batch b;
             if (dataset_next(t->train, &b, err, sizeof err)) osp_die("%s", err);
-            stage_batch(t, &b);
+            stage_batch(t, &b, dataset_path(t->train));
             /* text dropout: the unconditional model that classifier-free guidance needs */
             for (int i = 0; i < b.B && tc->text_dropout > 0; i++)
                 if (flow_uniform(flow_key((uint64_t)c->seed, (uint64_t)step, 0xd709), (uint64_t)(mb * 65536 + i)) <
