@@ -463,7 +463,6 @@ void wan_forward(wan_model *m, const float *latents, const float *timesteps, con
     int B = m->B, D = m->D;
     int64_t BL = B * m->L;
     OSP_CHECK(B > 0, "wan_set_shape must be called before wan_forward");
-    m->timesteps_host = timesteps;
     /* patch embedding as a GEMM over (c, pt, ph, pw) features */
     be->patch_map(m->patches, (float *)latents, B, c->in_channels, m->T, m->Hl, m->Wl, c->patch[0], c->patch[1],
                   c->patch[2], true, true);

@@ -96,7 +96,6 @@ struct wan_model {
     /* quantisation */
     block_quant *bq;      /* per block, NULL when quant is off */
     bool replay;          /* recomputation: reuse saved scales, do not advance histories */
-    const float *timesteps_host;
 };
 
 void wan_block_forward(wan_model *m, int i, const float *xin, float *xout);
