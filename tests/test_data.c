@@ -18,15 +18,8 @@
 #include "data/probe.h"
 #include "data/shapes.h"
 
-static int fails = 0;
-#define EXPECT(cond, ...)                                         \
-    do {                                                          \
-        if (!(cond) && ++fails <= 40) { /* cap the noise */      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fprintf(stderr, "\n");                                \
-        }                                                         \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static char tmpdir[512];
 static void tpath(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", tmpdir, name); }
@@ -499,7 +492,7 @@ static void test_h5util(void) {
     tpath(q, sizeof q, "fail.h5");
     w = h5w_open(q, err, sizeof err);
     h5w_f32(w, "x", 2, d, v);
-    EXPECT(h5w_f32(w, "x", 2, d, v) != 0, "duplicate dataset fails");
+    EXPECT(h5w_f32(w, "x", 2, d, v) != 0, "duplicate dataset tu_nfail");
     EXPECT(h5w_close(w, err, sizeof err) != 0 && strstr(err, "already exists") && strstr(err, q), "%s", err);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", q, (int)getpid());
     EXPECT(access(q, F_OK) != 0 && access(tmp, F_OK) != 0, "failed writer cleaned up");
@@ -701,7 +694,7 @@ int main(void) {
     test_gif_png(train);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (fails == 0 && system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
-    printf("%s (%d failures)\n", fails ? "FAILED" : "OK", fails);
-    return fails ? 1 : 0;
+    if (tu_nfail == 0 && system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+    printf("%s (%d failures)\n", tu_nfail ? "FAILED" : "OK", tu_nfail);
+    return tu_nfail ? 1 : 0;
 }

@@ -19,16 +19,8 @@
 #include "model/common.h"
 #include "train/flow.h"
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                    \
-    do {                                                     \
-        if (!(cond)) {                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);      \
-            printf(__VA_ARGS__);                             \
-            printf("\n");                                    \
-            failures++;                                      \
-        }                                                    \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 /* data x0 ~ N(mu, s^2) per coordinate; x_sig = (1-sig) x0 + sig eps */
 static const double MU[4] = {1.5, -0.7, 0.3, 2.0}, SD[4] = {0.5, 0.2, 1.3, 0.05};
@@ -165,6 +157,6 @@ int main(void) {
         free(a);
         free(b);
     }
-    printf("%s\n", failures ? "test_flow: FAILED" : "test_flow: all checks passed");
-    return failures ? 1 : 0;
+    printf("%s\n", tu_nfail ? "test_flow: FAILED" : "test_flow: all checks passed");
+    return tu_nfail ? 1 : 0;
 }

@@ -20,18 +20,8 @@
 #include "quant/fakequant.h"
 #include "quant/hif8.h"
 
-static int g_fail = 0;
-#define EXPECT(cond, ...)                                             \
-    do {                                                              \
-        if (!(cond)) {                                                \
-            if (g_fail < 30) {                                        \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                         \
-                fprintf(stderr, "\n");                                \
-            }                                                         \
-            g_fail++;                                                 \
-        }                                                             \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static float u2f(uint32_t u) {
     float f;
@@ -436,8 +426,8 @@ int main(void) {
     test_fakequant();
     test_scaler();
     test_sweeps();
-    if (g_fail) {
-        fprintf(stderr, "test_hif8: %d failures\n", g_fail);
+    if (tu_nfail) {
+        fprintf(stderr, "test_hif8: %d failures\n", tu_nfail);
         return 1;
     }
     printf("test_hif8: all passed\n");

@@ -37,18 +37,8 @@ int main(void) {
         }                                                                                         \
     } while (0)
 
-static int g_fail = 0;
-#define EXPECT(cond, ...)                                             \
-    do {                                                              \
-        if (!(cond)) {                                                \
-            if (g_fail < 30) {                                        \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                         \
-                fprintf(stderr, "\n");                                \
-            }                                                         \
-            g_fail++;                                                 \
-        }                                                             \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static uint32_t f2u(float f) {
     uint32_t u;
@@ -280,8 +270,8 @@ int main(void) {
     test_fq_random();
     test_all_floats();
     CK(cudaDeviceSynchronize());
-    if (g_fail) {
-        fprintf(stderr, "test_hif8_gpu: %d failures\n", g_fail);
+    if (tu_nfail) {
+        fprintf(stderr, "test_hif8_gpu: %d failures\n", tu_nfail);
         return 1;
     }
     printf("test_hif8_gpu: all passed\n");

@@ -17,16 +17,8 @@
 #include "quant/hif8.h"
 #include "quant/qlinear.h"
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                \
-    do {                                                 \
-        if (!(cond)) {                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);  \
-            printf(__VA_ARGS__);                         \
-            printf("\n");                                \
-            failures++;                                  \
-        }                                                \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static uint64_t st = 88172645463325252ull;
 static float nrand(void) {
@@ -138,6 +130,6 @@ int main(void) {
            qd.sx, 15.0f / a0);
     printf("delayed scaling: step-2 scale %.6g = 15 / amax(step 1) %.6g\n", qd.sx, 15.0f / a0);
     qlinear_free(&qd);
-    printf("%s\n", failures ? "test_qlinear: FAILED" : "test_qlinear: all checks passed");
-    return failures ? 1 : 0;
+    printf("%s\n", tu_nfail ? "test_qlinear: FAILED" : "test_qlinear: all checks passed");
+    return tu_nfail ? 1 : 0;
 }

@@ -16,16 +16,8 @@
 #include "model/common.h"
 #include "model/wan.h"
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                \
-    do {                                                 \
-        if (!(cond)) {                                   \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);  \
-            printf(__VA_ARGS__);                         \
-            printf("\n");                                \
-            failures++;                                  \
-        }                                                \
-    } while (0)
+#include "tests/testutil.h"
+#define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static uint64_t rs = 12345;
 static double urand(void) {
@@ -259,6 +251,6 @@ int main(void) {
     run(&qr, &k, params, &o3, &g3, &n);
     EXPECT(!memcmp(o2, o3, sizeof(float) * k.nout) && !memcmp(g2, g3, sizeof(float) * n),
            "HiF8 with recomputation must be bit-identical (scales reused, histories advanced once)");
-    printf("%s\n", failures ? "test_wan: FAILED" : "test_wan: all checks passed");
-    return failures ? 1 : 0;
+    printf("%s\n", tu_nfail ? "test_wan: FAILED" : "test_wan: all checks passed");
+    return tu_nfail ? 1 : 0;
 }
