@@ -14,6 +14,7 @@
  * Delta = rowsum(dO * O) is computed in fp32 from the fp32 tensors first.
  */
 #include "cuda_attn.cuh"
+#include "cuda_attn_cudnn.h"
 
 /* Delta[r,h,i] = sum_c dO[r,i,h,c] * O[r,i,h,c] in fp32; one warp per (r, i, h) */
 __global__ void attn_delta_kernel(float *delta, const float *dout, const float *o, int64_t R, int64_t Nq, int H, int d) {
@@ -435,10 +436,17 @@ static void attn_dq_launch(float *dq, const bf16 *qb, const bf16 *kb, const bf16
     CUDA_LAUNCH_CHECK();
 }
 
+
 void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                    int64_t Nq, int64_t Nk, int H, int d) {
     if (R <= 0 || Nq <= 0 || H <= 0) return;
+    /* as in cuda_attn_fwd: cuDNN for unmasked attention with Rkv == R at d = 64 / 128 unless
+     * OSP_ATTN_IMPL=osp or OSP_DETERMINISTIC=1 (cuDNN's dQ uses atomics) */
+    if (!kvalid && Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
+        if (attn_cudnn_bwd(dq, dk, dv, dout, o, lse, q, k, v, R, Nq, Nk, H, d) == 0) return;
+        attn_cudnn_declined("backward", R, Nq, Nk, H, d); /* stops under OSP_ATTN_IMPL=cudnn */
+    }
     int Dp = attn_pad_dim(d);
     if (Dp < 0) osp_die("attn_bwd: head dim %d > 128 is not supported by the CUDA backend", d);
     OSP_CHECK(Nq < (1LL << 30) && Nk < (1LL << 30) && Rkv > 0, "attention sequence too long or Rkv <= 0");

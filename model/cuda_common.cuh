@@ -58,8 +58,9 @@ extern cudaStream_t osp_cuda_stream;
 extern int osp_cuda_num_sms;
 
 /* Grow-only device scratch, one buffer per slot; contents are not preserved when it grows.
- * Safe to reuse between ops because everything runs in order on osp_cuda_stream. */
-enum { SCRATCH_ATTN = 0, SCRATCH_ATTN2, SCRATCH_REDUCE, SCRATCH_REDUCE2, SCRATCH_NSLOTS };
+ * Safe to reuse between ops because everything runs in order on osp_cuda_stream.
+ * SCRATCH_CUDNN_WS: cuDNN attention workspace and its fp32 intermediates (cuda_attn_cudnn.cu). */
+enum { SCRATCH_ATTN = 0, SCRATCH_ATTN2, SCRATCH_REDUCE, SCRATCH_REDUCE2, SCRATCH_CUDNN_WS, SCRATCH_NSLOTS };
 void *osp_cuda_scratch(int slot, size_t bytes);
 
 static inline unsigned osp_cuda_blocks(int64_t work, int threads) {

@@ -4,19 +4,20 @@
 #      wheels (.whl/*.whl, e.g. diffusers, into /tmp/site on PYTHONPATH);
 #   2. configure and build osp with CUDA (Release, sm_90) into build-gpu/;
 #   3. run the GPU-labelled tests (ctest -L gpu -V: test_ops_gpu, test_hif8_gpu, test_wan_gpu,
-#      test_train_gpu, ...);
+#      test_train_gpu, test_attn_cudnn_gpu, test_ref_diffusers_gpu), then test_train_resume
+#      with OSP_TEST_DEVICE=cuda (bit-exact resume on the GPU);
 #   4. `osp bench --device cuda --json $OUT/bench_osp.json` (a failure is logged, not fatal);
 #   5. scripts/bench_torch.py --json $OUT/bench_torch.json (PyTorch SDPA backends and the
 #      diffusers Wan2.1-1.3B DiT on the same card, for ratios);
 #   6. a summary (also $OUT/summary.txt).
-# Every step is time-limited so the whole call ends within OSP_GPU_TOTAL_S (default 540 s);
+# Every step is time-limited so the whole call ends within OSP_GPU_TOTAL_S (default 570 s);
 # a step that would start too late is skipped with a note. Files in $OUT (at most 8):
 #   gpu_test.log (everything below except the full build output), build.log, ctest.log,
 #   bench.log, bench_osp.json, bench_torch.json, summary.txt
 # Options (environment):
 #   OSP_BUILD_DIR=dir       build directory (default build-gpu)
 #   OSP_JOBS=n              build parallelism (default 16)
-#   OSP_GPU_TOTAL_S=s       time budget of the whole call (default 540)
+#   OSP_GPU_TOTAL_S=s       time budget of the whole call (default 570)
 #   OSP_CTEST_ARGS="..."    extra ctest arguments (e.g. "-R wan_gpu" to run one test)
 #   OSP_BENCH_ARGS="..."    extra `osp bench` arguments (e.g. "--quick" or "--only attn,dit")
 #   OSP_TORCH_ARGS="..."    extra bench_torch.py arguments (e.g. "--quick")
@@ -28,7 +29,7 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_test.log"
 BUILD=${OSP_BUILD_DIR:-build-gpu}
 JOBS=${OSP_JOBS:-16}
-TOTAL=${OSP_GPU_TOTAL_S:-540}
+TOTAL=${OSP_GPU_TOTAL_S:-570}
 T_START=$(date +%s)
 : >"$LOG"
 log() { echo "== [$(($(date +%s) - T_START)) s] $*" | tee -a "$LOG"; }
@@ -108,13 +109,20 @@ if [ "${OSP_SKIP_TESTS:-0}" != 1 ]; then
     grep -E "^ *[0-9]+/[0-9]+ Test +#|tests passed|tests failed|The following tests|Failed|\*\*\*" "$OUT/ctest.log" |
         grep -v "^[0-9]*: " | tee -a "$LOG" | tail -n 30
     [ $rc -eq 124 ] && log "ctest timed out after ${lim} s"
+    # bit-exact resume on the GPU (train.deterministic: osp's attention backward)
+    lim=$(step_limit 90 150)
+    log "test_train_resume with OSP_TEST_DEVICE=cuda (limit ${lim} s)"
+    (cd "$BUILD" && OSP_TEST_DEVICE=cuda timeout "$lim" ctest -R test_train_resume --output-on-failure) 2>&1 |
+        tee -a "$OUT/ctest.log" | grep -E "tests passed|tests failed|Passed|Failed" | tee -a "$LOG"
+    rrc=${PIPESTATUS[0]}
+    [ $rc -eq 0 ] && rc=$rrc
     S_TESTS=$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc=$rc)")
 fi
 
 # ---- 4. osp bench ----
 : >"$OUT/bench.log"
 if [ "${OSP_SKIP_BENCH:-0}" != 1 ]; then
-    lim=$(step_limit 150 120)
+    lim=$(step_limit 260 100)
     if [ ! -x "$BUILD/osp" ]; then
         log "osp bench skipped: $BUILD/osp was not built"
         S_BENCH="skipped (no binary)"

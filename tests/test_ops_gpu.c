@@ -592,6 +592,9 @@ static void time_linear(int64_t N, int I, int O, int reps) {
 }
 
 int main(void) {
+    /* these checks are of osp's own kernels (variants, bitwise repeatability); the cuDNN path
+     * has its own test (test_attn_cudnn_gpu) */
+    setenv("OSP_ATTN_IMPL", "osp", 1);
     G = osp_backend_cuda();
     C = osp_backend_cpu();
     if (!G) {

@@ -47,4 +47,17 @@ awk -v a="$v0" 'BEGIN { exit !(a > 1.5 && a < 2.5) }' || fail "initial val loss 
 awk -v b="$v1" 'BEGIN { exit !(b < 0.45) }' || fail "final val loss $v1 not below 0.45"
 awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(b < 0.25 * a) }' || fail "final val loss $v1 not below 25% of the initial $v0"
 awk -v a="$v0" -v b="$v1" 'BEGIN { printf "final/initial = %.3f (< 0.25), final %.4f (< 0.45)\n", b / a, b }'
+
+# scripts/probe_text.py on the memorised clips: three of the four are red squares that differ
+# only in direction, so a model that memorised them must use the direction word: the loss with
+# each direction replaced by its opposite must exceed the true prompts' loss by 5% (measured at
+# sigma 0.5: 0.1345 -> 0.1535, +14%; the shape word, which separates one clip: 0.1367).
+if [ -n "${PY:-}" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null; then
+    ck=$(ls -d R1/checkpoints/step_* | tail -n 1)/model.safetensors
+    "$PY" "${SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/scripts/probe_text.py" --osp "$OSP" --ckpt "$ck" \
+        --data D/four.h5 --num 4 --sigmas 0.5 --set model.num_heads=2 >probe.txt || { cat probe.txt; fail "probe_text.py failed"; }
+    cat probe.txt
+    awk '$1 == "0.50" { ok = ($5 > 1.05 * $2) } END { exit !ok }' probe.txt ||
+        fail "probe_text: replacing the direction word did not raise the loss by 5% on a model that memorised it"
+fi
 echo "PASS test_train_overfit"

@@ -8,7 +8,8 @@
 # A's as printed strings (%.17g, i.e. bit for bit), and the final weights, EMA and optimizer
 # files must be byte-identical.
 # Env: OSP (binary), PY (python3 with numpy), TMPROOT (scratch root); OSP_TEST_DEVICE
-# (default cpu; cuda checks that the GPU backend is deterministic too).
+# (default cpu; cuda checks that the GPU backend is deterministic too, with train.deterministic:
+# true, which keeps the attention backward off cuDNN, whose dQ uses atomics).
 set -euo pipefail
 : "${OSP:?set OSP to the osp binary}" "${PY:=python3}" "${TMPROOT:=/tmp}"
 # Tiny models: one thread avoids OpenMP barrier spinning on a busy machine and keeps the
@@ -24,7 +25,7 @@ mkdir D
 "$OSP" data synth --out D/s_train.h5 --num 64 --num-val 24 --frames 4 --size 16 --seed 3 >/dev/null
 
 BASE=(--set model.dim=32 --set model.ffn_dim=64 --set model.num_heads=2 --set model.num_layers=2
-      --set data.train=D/s_train.h5 --set data.val=D/s_val.h5 --set device="${OSP_TEST_DEVICE:-cpu}" --set seed=11
+      --set data.train=D/s_train.h5 --set data.val=D/s_val.h5 --set device="${OSP_TEST_DEVICE:-cpu}" --set train.deterministic=true --set seed=11
       --set train.batch_size=4 --set train.steps=12 --set train.log_every=1 --set train.ckpt_every=4
       --set train.val_every=4 --set train.val_batches=2 --set train.lr=3e-3 --set train.warmup=2
       --set train.keep_last=3)

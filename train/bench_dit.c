@@ -88,7 +88,8 @@ static void print_row(const bench_ctx *b, const char *name, const char *what, do
 
 /* One model config measured at one or more latent shapes. */
 static void dit_variant_run(bench_ctx *b, const bench_model *bm, const dit_variant *v, const int (*shapes)[3],
-                            const char **shape_names, int nshape, double *base_f, double *base_fb, json_t *js) {
+                            const char **shape_names, int nshape, double *base_f, double *base_fb, double *f_out,
+                            json_t *js) {
     bench_ctx mc = model_ctx(b);
     wan_model *m = bench_wan_init(b, bm, v->hybrid, v->K, v->recompute);
     for (int s = 0; s < nshape; s++) {
@@ -111,6 +112,7 @@ static void dit_variant_run(bench_ctx *b, const bench_model *bm, const dit_varia
         bool is_base = !v->hybrid && (b->cuda || !v->recompute);
         print_row(b, name, "fwd", med[0], g + at, tok, is_base ? 0 : base_f[s]);
         if (v->backward) print_row(b, name, "fwd+bwd", med[0] + med[1], 3 * (g + at), tok, is_base ? 0 : base_fb[s]);
+        if (f_out) f_out[s] = med[0];
         if (is_base) {
             base_f[s] = med[0];
             base_fb[s] = med[0] + med[1];
@@ -131,9 +133,9 @@ void bench_dit(bench_ctx *b) {
     json_t *js = bench_section(b, "dit");
     char title[320];
     if (b->cuda) {
-        /* 81 frames: latent T = 21; 480P 60x104, 720P 90x160 */
-        static const int shapes[2][3] = {{21, 60, 104}, {21, 90, 160}};
-        const char *names[2] = {"480P", "720P"};
+        /* 81 frames: latent T = 21; 480P 60x104, 720P 90x160, 768P (768x1280) 96x160 */
+        static const int shapes[3][3] = {{21, 60, 104}, {21, 90, 160}, {21, 96, 160}};
+        const char *names[3] = {"480P", "720P", "768P"};
         snprintf(title, sizeof title,
                  "dit: Wan2.1-1.3B forward (dim %d, ffn %d, %d layers, %d heads, text %dx%d), B = 1, recompute on "
                  "(activations of one block); hybrid = P 2, K 8",
@@ -141,10 +143,28 @@ void bench_dit(bench_ctx *b) {
         bench_title(title);
         printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", b->cuda ? "TFLOP" : "GFLOP", bench_rate_unit(b),
                "vs full");
-        double base_f[2] = {0, 0}, base_fb[2] = {0, 0};
+        double base_f[3] = {0, 0, 0}, base_fb[3] = {0, 0, 0};
         dit_variant full = {"full", false, true, false, 0}, hyb = {"hybrid", true, true, false, 8};
-        dit_variant_run(b, &bm, &full, shapes, names, 2, base_f, base_fb, js);
-        dit_variant_run(b, &bm, &hyb, shapes, names, 2, base_f, base_fb, js);
+        double hyb_f[3] = {0, 0, 0};
+        dit_variant_run(b, &bm, &full, shapes, names, 3, base_f, base_fb, NULL, js);
+        dit_variant_run(b, &bm, &hyb, shapes, names, 3, base_f, base_fb, hyb_f, js);
+        /* ideal hybrid speedup from this run's attention share: the same forward with every
+         * sparse block's attention costing exactly 1/P^2 of full attention (skiparse.md) */
+        printf("%-8s %10s %12s %12s %10s %10s %10s\n", "shape", "attn ms", "attn share", "ideal ms", "ideal", "got",
+               "of ideal");
+        json_t *ideal = bench_section(b, "hybrid_ideal");
+        for (int s = 0; s < 3; s++) {
+            int64_t tok = (int64_t)shapes[s][0] * (shapes[s][1] / 2) * (shapes[s][2] / 2);
+            bench_attn_result a = bench_attn_time(b, 1, tok, bm.heads, bm.dim / bm.heads, NULL);
+            int nsparse = bm.layers - hyb.K;
+            double attn_all = bm.layers * a.fwd, t_ideal = base_f[s] - nsparse * a.fwd * (1.0 - 1.0 / 4.0);
+            double sp_ideal = base_f[s] / t_ideal, sp = base_f[s] / hyb_f[s];
+            printf("%-8s %10.1f %11.1f%% %12.1f %9.2fx %9.2fx %9.1f%%\n", names[s], attn_all * 1e3,
+                   100.0 * attn_all / base_f[s], t_ideal * 1e3, sp_ideal, sp, 100.0 * sp / sp_ideal);
+            json_array_append_new(ideal, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "shape", names[s], "attn_fwd_ms_per_block",
+                                                   a.fwd * 1e3, "full_fwd_ms", base_f[s] * 1e3, "hybrid_fwd_ms",
+                                                   hyb_f[s] * 1e3, "ideal_speedup", sp_ideal, "speedup", sp));
+        }
         printf("anchor (PyTorch eager bf16 + SDPA, H200, docs/anchors.md §3): 480P fwd 621 ms, 720P fwd 2484 ms\n");
         return;
     }
@@ -164,7 +184,8 @@ void bench_dit(bench_ctx *b) {
                         {"hybrid", true, false, true, 0},
                         {"full + recompute", false, true, true, 0},
                         {"hybrid + recompute", true, true, true, 0}};
-    for (int i = 0; i < 4; i++) dit_variant_run(b, &bm, &v[i], (const int (*)[3])shapes, names, 1, base_f, base_fb, js);
+    for (int i = 0; i < 4; i++)
+        dit_variant_run(b, &bm, &v[i], (const int (*)[3])shapes, names, 1, base_f, base_fb, NULL, js);
 }
 
 void bench_step(bench_ctx *b) {
@@ -174,15 +195,27 @@ void bench_step(bench_ctx *b) {
     }
     bench_model bm = bench_model_default(b); /* 1.3B at 480P */
     bench_title("step: Wan2.1-1.3B at 480P (32,760 tokens), B = 1: forward + backward (recompute) + AdamW");
-    printf("%-8s %10s %10s %10s %10s %9s %11s %15s\n", "model", "fwd ms", "bwd ms", "adamw ms", "step ms", "TFLOP/s",
-           "arenas GiB", "mem used GiB");
+    printf("%-8s %10s %10s %10s %10s %9s %6s %11s %15s\n", "model", "fwd ms", "bwd ms", "adamw ms", "step ms", "TFLOP/s",
+           "MFU", "arenas GiB", "mem used GiB");
     json_t *js = bench_section(b, "step");
     bench_ctx mc = model_ctx(b);
     const double GiB = 1024.0 * 1024.0 * 1024.0;
-    for (int h = 0; h < 2; h++) {
+    /* full, hybrid (P 2, K 8), and full with HiF8 fake-quantised GEMMs (hif8.md §9.2) under
+     * current and delayed scaling: the last two give what quantisation adds to a step */
+    static const char *const vname[4] = {"full", "hybrid", "hif8", "hif8-dly"};
+    double full_step = 0;
+    for (int h = 0; h < 4; h++) {
         double used0 = 0, tot = 0, used1 = 0;
         bool mem = bench_device_memory(b, &used0, &tot);
-        wan_model *m = bench_wan_init(b, &bm, h == 1, h == 1 ? 8 : 0, true);
+        wan_config c = bench_wan_config(&bm, h == 1, 2, h == 1 ? 8 : 0, true);
+        if (h >= 2) {
+            c.quant = true;
+            c.quant_delayed = h == 3;
+            c.quant_history = 16;
+            c.quant_fwd_target = 15.0f;
+            c.quant_grad_target = 224.0f;
+        }
+        wan_model *m = bench_wan_init_config(b, &c);
         wan_set_shape(m, 1, bm.T, bm.Hl, bm.Wl);
         int64_t n = wan_arena_floats(m);
         dit_arg a;
@@ -203,10 +236,15 @@ void bench_step(bench_ctx *b) {
         double arenas = 4.0 * n * sizeof(float) + (double)wan_activation_bytes(m);
         char memcol[48] = "-";
         if (mem) snprintf(memcol, sizeof memcol, "%.2f (+%.2f)", used1 / GiB, (used1 - used0) / GiB);
-        printf("%-8s %10.1f %10.1f %10.1f %10.1f %9.1f %11.2f %15s\n", h ? "hybrid" : "full", med[0] * 1e3,
-               med[1] * 1e3, med[2] * 1e3, step * 1e3, bench_rate(b, 3 * (g + at), med[0] + med[1]), arenas / GiB,
-               memcol);
-        json_t *row = json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "variant", h ? "hybrid" : "full", "fwd_ms",
+        if (h == 0) full_step = step;
+        /* MFU: model FLOPs (3x forward, recomputation not counted) per step time against the
+         * dense bf16 tensor-core peak of H100/H200 SXM, 989 TFLOP/s */
+        double rate = bench_rate(b, 3 * (g + at), step);
+        printf("%-8s %10.1f %10.1f %10.1f %10.1f %9.1f %5.1f%% %11.2f %15s\n", vname[h], med[0] * 1e3, med[1] * 1e3,
+               med[2] * 1e3, step * 1e3, rate, 100.0 * rate / 989.0, arenas / GiB, memcol);
+        if (h >= 2) printf("%-8s HiF8 (%s scaling) adds %.1f%% to the step\n", "", h == 3 ? "delayed" : "current",
+                           100.0 * (step - full_step) / full_step);
+        json_t *row = json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "variant", vname[h], "fwd_ms",
                                 med[0] * 1e3, "bwd_ms", med[1] * 1e3, "adamw_ms", med[2] * 1e3, "step_ms", step * 1e3,
                                 "arena_bytes", (json_int_t)arenas);
         if (mem) {

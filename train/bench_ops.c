@@ -3,7 +3,9 @@
  *   gemm      the linear layers of the bench DiT through be->linear_fwd / linear_bwd,
  *             against a plain cblas_sgemm of the same shape on the CPU;
  *   attn      attention forward and forward+backward, full sequence vs the Skiparse
- *             batch shape (P^2 = 4 subsequences of a quarter length);
+ *             batch shape (P^2 = 4 subsequences of a quarter length); on CUDA with cuDNN
+ *             loadable once per implementation (osp's kernels, cuDNN), each row naming
+ *             the one that ran;
  *   skiparse  the layout moves (gathers / scatter-adds with the skip_move_index tables)
  *             against the attention time that the sparse layout saves;
  *   hif8      absmax + fake quantisation of the GEMM operands against the GEMMs they wrap.
@@ -19,6 +21,9 @@
 
 #include "bench_util.h"
 #include "model/common.h"
+#ifdef OSP_HAVE_CUDA
+#include "model/cuda_attn_cudnn.h"
+#endif
 #include "model/skiparse.h"
 
 /* ------------------------------------------------------------------ shapes */
@@ -162,6 +167,41 @@ typedef struct {
 
 static double attn_flops(int64_t R, int64_t N, int H, int d) { return 4.0 * (double)R * N * N * d * H; }
 
+/* One attention measurement and the implementation that served it: "cpu", "osp" (osp's kernels),
+ * "cudnn", or "cudnn/osp" when cuDNN served the forward only (and "osp/cudnn" the reverse), told
+ * by cuDNN's call counters. impl_env non-NULL: measured under OSP_ATTN_IMPL=impl_env, and the
+ * result is not kept for reuse (later sections run the default implementation). */
+static bench_attn_result attn_measure(bench_ctx *b, const attn_shape *s, const char *impl_env, char *impl,
+                                      size_t implsz) {
+    snprintf(impl, implsz, "%s", b->cuda ? "osp" : "cpu");
+    int nattn = b->nattn;
+    bench_attn_result cache[sizeof b->attn / sizeof b->attn[0]];
+    char *saved = NULL;
+    if (impl_env) {
+        const char *e = getenv("OSP_ATTN_IMPL");
+        saved = e ? strdup(e) : NULL;
+        setenv("OSP_ATTN_IMPL", impl_env, 1);
+        memcpy(cache, b->attn, sizeof cache);
+        b->nattn = 0; /* measure afresh: the cached result of this shape is the default's */
+    }
+#ifdef OSP_HAVE_CUDA
+    int64_t f0 = attn_cudnn_calls(0), g0 = attn_cudnn_calls(1);
+#endif
+    bench_attn_result r = bench_attn_time(b, s->R, s->N, s->H, s->d, NULL);
+#ifdef OSP_HAVE_CUDA
+    bool cf = attn_cudnn_calls(0) > f0, cb = attn_cudnn_calls(1) > g0;
+    if (b->cuda && (cf || cb)) snprintf(impl, implsz, "%s", cf && cb ? "cudnn" : cf ? "cudnn/osp" : "osp/cudnn");
+#endif
+    if (impl_env) {
+        if (saved) setenv("OSP_ATTN_IMPL", saved, 1);
+        else unsetenv("OSP_ATTN_IMPL");
+        free(saved);
+        memcpy(b->attn, cache, sizeof cache);
+        b->nattn = nattn;
+    }
+    return r;
+}
+
 void bench_attn(bench_ctx *b) {
     attn_shape sh[4];
     int ns;
@@ -181,37 +221,51 @@ void bench_attn(bench_ctx *b) {
         sh[1] = (attn_shape){"skiparse", 4, 2048, 2, 64, 0, 0};
         ns = 2;
     }
+    /* On CUDA each shape runs twice when cuDNN loads: the default implementation (OSP_ATTN_IMPL,
+     * auto = cuDNN where it serves the call) and the other one, so both appear side by side. */
+    bool both = false;
+#ifdef OSP_HAVE_CUDA
+    both = b->cuda && attn_cudnn_available();
+#endif
     bench_title("attn: self-attention, fwd = 4*N^2*d*H FLOPs, fwd+bwd = 3.5x; skiparse = P^2 = 4 subsequences of N/4");
-    printf("%-14s %-12s %-8s %10s %9s %10s %9s %8s%s\n", "shape", "R x N", "H x d", "fwd ms", bench_rate_unit(b),
-           "fwd+bwd ms", bench_rate_unit(b), "vs full", b->cuda ? "  anchor fwd / fwd+bwd (cuDNN, H200)" : "");
+    printf("%-14s %-12s %-8s %-9s %10s %9s %10s %9s %8s%s\n", "shape", "R x N", "H x d", "impl", "fwd ms",
+           bench_rate_unit(b), "fwd+bwd ms", bench_rate_unit(b), "vs full",
+           b->cuda ? "  anchor fwd / fwd+bwd (cuDNN, H200)" : "");
     json_t *js = bench_section(b, "attn");
-    double full_fb = 0, full_f = 0;
+    double full_fb[2] = {0, 0}, full_f[2] = {0, 0}; /* per row kind: default, the other implementation */
     for (int i = 0; i < ns; i++) {
         const attn_shape *s = &sh[i];
-        bench_attn_result r = bench_attn_time(b, s->R, s->N, s->H, s->d, NULL);
-        double f = attn_flops(s->R, s->N, s->H, s->d);
-        double fb = r.fwd + r.bwd;
-        bool sparse = s->R > 1;
-        if (!sparse) {
-            full_f = r.fwd;
-            full_fb = fb;
+        char first[16] = "";
+        for (int alt = 0; alt < 1 + both; alt++) {
+            char impl[16];
+            const char *env = NULL;
+            if (alt) env = strstr(first, "cudnn") ? "osp" : "cudnn";
+            bench_attn_result r = attn_measure(b, s, env, impl, sizeof impl);
+            if (!alt) snprintf(first, sizeof first, "%s", impl);
+            double f = attn_flops(s->R, s->N, s->H, s->d);
+            double fb = r.fwd + r.bwd;
+            bool sparse = s->R > 1;
+            if (!sparse) {
+                full_f[alt] = r.fwd;
+                full_fb[alt] = fb;
+            }
+            char rn[32], hd[16], vs[16] = "", anc[64] = "";
+            snprintf(rn, sizeof rn, "%lldx%lld", (long long)s->R, (long long)s->N);
+            snprintf(hd, sizeof hd, "%dx%d", s->H, s->d);
+            if (sparse && full_fb[alt] > 0) snprintf(vs, sizeof vs, "%.2fx", full_fb[alt] / fb);
+            if (s->anchor_fwd > 0) snprintf(anc, sizeof anc, "  %.0f / %.0f", s->anchor_fwd, s->anchor_fb);
+            printf("%-14s %-12s %-8s %-9s %10.2f %9.2f %10.2f %9.2f %8s%s\n", s->name, rn, hd, impl, r.fwd * 1e3,
+                   bench_rate(b, f, r.fwd), fb * 1e3, bench_rate(b, 3.5 * f, fb), vs, anc);
+            json_t *row = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "shape", s->name,
+                                    "impl", impl, "R", (json_int_t)s->R, "N", (json_int_t)s->N, "heads", s->H,
+                                    "head_dim", s->d, "fwd_flops", f, "fwd_ms", r.fwd * 1e3, "fwd_bwd_ms", fb * 1e3,
+                                    "fwd_rate", bench_rate(b, f, r.fwd), "fwd_bwd_rate", bench_rate(b, 3.5 * f, fb));
+            if (sparse && full_f[alt] > 0) {
+                json_object_set_new(row, "fwd_speedup_vs_full", json_real(full_f[alt] / r.fwd));
+                json_object_set_new(row, "fwd_bwd_speedup_vs_full", json_real(full_fb[alt] / fb));
+            }
+            json_array_append_new(js, row);
         }
-        char rn[32], hd[16], vs[16] = "", anc[64] = "";
-        snprintf(rn, sizeof rn, "%lldx%lld", (long long)s->R, (long long)s->N);
-        snprintf(hd, sizeof hd, "%dx%d", s->H, s->d);
-        if (sparse && full_fb > 0) snprintf(vs, sizeof vs, "%.2fx", full_fb / fb);
-        if (s->anchor_fwd > 0) snprintf(anc, sizeof anc, "  %.0f / %.0f", s->anchor_fwd, s->anchor_fb);
-        printf("%-14s %-12s %-8s %10.2f %9.2f %10.2f %9.2f %8s%s\n", s->name, rn, hd, r.fwd * 1e3,
-               bench_rate(b, f, r.fwd), fb * 1e3, bench_rate(b, 3.5 * f, fb), vs, anc);
-        json_t *row = json_pack("{s:s, s:I, s:I, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "shape", s->name, "R",
-                                (json_int_t)s->R, "N", (json_int_t)s->N, "heads", s->H, "head_dim", s->d,
-                                "fwd_flops", f, "fwd_ms", r.fwd * 1e3, "fwd_bwd_ms", fb * 1e3, "fwd_rate",
-                                bench_rate(b, f, r.fwd), "fwd_bwd_rate", bench_rate(b, 3.5 * f, fb));
-        if (sparse && full_f > 0) {
-            json_object_set_new(row, "fwd_speedup_vs_full", json_real(full_f / r.fwd));
-            json_object_set_new(row, "fwd_bwd_speedup_vs_full", json_real(full_fb / fb));
-        }
-        json_array_append_new(js, row);
     }
 }
 

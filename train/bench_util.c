@@ -147,7 +147,11 @@ wan_config bench_wan_config(const bench_model *m, bool hybrid, int P, int K, boo
 
 wan_model *bench_wan_init(bench_ctx *b, const bench_model *bm, bool hybrid, int K, bool recompute) {
     wan_config c = bench_wan_config(bm, hybrid, 2, K, recompute);
-    wan_model *m = wan_init(&c, b->be);
+    return bench_wan_init_config(b, &c);
+}
+
+wan_model *bench_wan_init_config(bench_ctx *b, const wan_config *c) {
+    wan_model *m = wan_init(c, b->be);
     int64_t n = wan_arena_floats(m);
     if (b->host_params && b->host_params_n == n) {
         /* same parameter layout as the model initialised before: reuse its weights (the

@@ -74,6 +74,8 @@ int64_t bench_model_tokens(const bench_model *m); /* T * Hl/2 * Wl/2 */
 wan_config bench_wan_config(const bench_model *m, bool hybrid, int P, int K, bool recompute);
 /* wan_init + random weights (Wan init, then a random nonzero head; all from b->seed). */
 wan_model *bench_wan_init(bench_ctx *b, const bench_model *bm, bool hybrid, int K, bool recompute);
+/* as bench_wan_init for a config the caller filled (e.g. with HiF8 fake quantisation on) */
+wan_model *bench_wan_init_config(bench_ctx *b, const wan_config *c);
 
 /* ---- output ---- */
 /* Section object in the JSON record (created on first use): root.sections.<name> = [] */

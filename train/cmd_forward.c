@@ -18,8 +18,9 @@ static void usage(FILE *f) {
             "                   [--set key=value ...] [--device auto|cpu|cuda]\n\n"
             "Runs the Wan DiT of checkpoint PATH (a .safetensors file, a sharded *.index.json, or a\n"
             "directory; original, diffusers or 'model.diffusion_model.'-prefixed keys; F32/BF16/F16).\n"
-            "Model dims come from the tensor shapes; heads from --heads (default dim/128); attention\n"
-            "mode and quantisation from the config / --set (e.g. --set model.attention.mode=hybrid).\n\n"
+            "Model dims come from the tensor shapes; heads from --heads, else from the config (--config\n"
+            "or --set model.num_heads=N), else dim/128; attention mode and quantisation from the config\n"
+            "/ --set (e.g. --set model.attention.mode=hybrid).\n\n"
             "IN.h5 datasets: latents [B,C,T,H,W] f32, timesteps [B] f32, text [B,L,text_dim] f32\n"
             "(L rows, zero-padded), optional R [B,Cout,T,H,W].\n"
             "OUT.h5: out [B,Cout,T,H,W]; with R also grads/<Wan key> for every parameter of\n"
@@ -79,9 +80,15 @@ int cmd_forward(int argc, char **argv) {
         osp_die("%s: text is [%lld,%lld,%lld], expected [%d, L, %d]", in, (long long)td[0], (long long)td[1],
                 (long long)td[2], B, dims.text_dim);
 
-    /* dims come from the weights, heads from --heads (default dim/128), text rows from IN.h5 */
+    /* dims come from the weights, text rows from IN.h5; heads from --heads, else from the
+     * config when one is given (--config, or --set model.num_heads=N), else dim/128 (Wan's
+     * head dim): the shapes cannot tell the head count */
+    bool heads_set = yaml != NULL;
+    for (int i = 0; i < nset; i++)
+        if (!strncmp(sets[i], "model.num_heads=", 16)) heads_set = true;
+    int cfg_heads = cfg.model.num_heads;
     cli_config_from_dims(&cfg, &dims);
-    cfg.model.num_heads = heads > 0 ? heads : (dims.dim / 128 > 0 ? dims.dim / 128 : 1);
+    cfg.model.num_heads = heads > 0 ? heads : heads_set ? cfg_heads : (dims.dim / 128 > 0 ? dims.dim / 128 : 1);
     cfg.model.text_len = (int)td[1];
     cli_config_validate(&cfg);
     wan_config wc = cli_wan_config(&cfg);

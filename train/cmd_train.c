@@ -6,6 +6,7 @@
  * (sparse fine-tuning).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,6 +161,9 @@ int cmd_train(int argc, char **argv) {
     const osp_train_cfg *tc = &c->train;
     char err[1024], path[4200];
     t->be = cli_backend(c->device);
+    /* read per call by the CUDA attention (model/cuda_attn_cudnn.cu): keep the backward on
+     * osp's deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
+    if (tc->deterministic) setenv("OSP_DETERMINISTIC", "1", 1);
     if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);
     printf("osp train — config %s, backend %s\n", c->source[0] ? c->source : "(built-in defaults)", t->be->name);
     config_print(c, stdout);

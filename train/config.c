@@ -109,6 +109,8 @@ static const cfg_key KEYS[] = {
     K_FLT("train.logit_mean", train.logit_mean, "0", NULL, "mean of logit-normal sigma"),
     K_FLT("train.logit_std", train.logit_std, "1", ">0", "std of logit-normal sigma"),
     K_FLT("train.shift", train.shift, "1.0", ">0", "sigma shift s: s*t/(1+(s-1)*t)"),
+    K_BOOL("train.deterministic", train.deterministic, "false",
+           "GPU: bit-reproducible steps (osp's attention backward instead of cuDNN's)"),
     K_FLT("train.text_dropout", train.text_dropout, "0.1", "[0,1)",
           "probability a sample's text embedding is zeroed (enables classifier-free guidance)"),
     K_INT("train.log_every", train.log_every, "10", ">=1", "steps between log lines"),

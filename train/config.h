@@ -51,6 +51,7 @@ typedef struct {
     char schedule[16];                         /* constant | cosine */
     char sigma_sampling[16];                   /* logit_normal | uniform */
     float logit_mean, logit_std, shift, text_dropout;
+    bool deterministic; /* GPU: osp's attention backward, bit-reproducible (cuDNN's dQ uses atomics) */
     int log_every, val_every, val_batches, ckpt_every, keep_last, max_skipped;
 } osp_train_cfg;
 

@@ -1,0 +1,35 @@
+/*
+ * cuda_attn_cudnn.h — the optional cuDNN fused-attention path of the CUDA backend
+ * (model/cuda_attn_cudnn.cu): entry points for the attention launchers, the test and the
+ * benchmark. C and CUDA C. Every function exists only in builds with the CUDA backend.
+ *
+ * attn_cudnn_fwd / attn_cudnn_bwd take osp's fp32 layouts (model/ops.h attn_fwd / attn_bwd,
+ * kvalid == NULL and Rkv == R only; the backward accumulates into dq, dk, dv) and return 0 when
+ * cuDNN ran the call, -1 when cuDNN is unavailable or declined the shape.
+ */
+#ifndef OSP_CUDA_ATTN_CUDNN_H
+#define OSP_CUDA_ATTN_CUDNN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, int64_t R, int64_t Nq,
+                   int64_t Nk, int H, int d);
+int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                   const float *q, const float *k, const float *v, int64_t R, int64_t Nq, int64_t Nk, int H, int d);
+int attn_cudnn_enabled(void);     /* OSP_ATTN_IMPL is not "osp" */
+int attn_cudnn_bwd_enabled(void); /* ... and OSP_DETERMINISTIC is not set */
+/* after a declined call: stops with the reason under OSP_ATTN_IMPL=cudnn, else nothing */
+void attn_cudnn_declined(const char *what, int64_t R, int64_t Nq, int64_t Nk, int H, int d);
+int attn_cudnn_available(void);       /* 1 when libcudnn loaded */
+const char *attn_cudnn_status(void);  /* the latest failure, "" if none */
+int64_t attn_cudnn_calls(int bwd);    /* calls served so far (forward, backward) */
+void attn_cudnn_free(void);           /* plans, handle, library */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
