@@ -78,7 +78,7 @@ static void lin_fwd(wan_model *m, int blk, int site, float *y, const float *x, c
         m->be->linear_fwd(y, x, w->w, w->b, N, K, O);
         return;
     }
-    qlinear_scratch s = {m->qx, m->qw, m->qg};
+    qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
     qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y, x, w->w, w->b, N, K, O);
 }
 
@@ -88,7 +88,7 @@ static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw,
         m->be->linear_bwd(dx, gw->w, gw->b, dy, x, w->w, N, K, O);
         return;
     }
-    qlinear_scratch s = {m->qx, m->qw, m->qg};
+    qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
     qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x, w->w, N, K, O);
 }
 
@@ -124,6 +124,7 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
     int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B;
     int64_t st = 6 * (int64_t)D;
     float eps = m->cfg.eps;
+    qlinear_xcache_reset(&m->xc); /* recomputation refills the same activation buffers */
     block_mod(m, i, a->mod);
     /* self-attention: LN + modulation, q/k RMSNorm over the full dim, RoPE, attention */
     be->ln_mod_fwd(a->h1, a->m1, a->r1, x, a->mod, a->mod + D, R, N, D, B, st, eps);
@@ -171,6 +172,7 @@ void wan_block_backward(wan_model *m, int i, const float *x, const float *dout, 
     int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B, Lt = m->cfg.text_len;
     int64_t st = 6 * (int64_t)D;
     float *dmod = m->gmod;
+    qlinear_xcache_reset(&m->xc);
     be->zero(dmod, sizeof(float) * B * 6 * D);
     /* FFN: dx2 = dout + LN-path; gate2 */
     float *dx2 = m->g3;

@@ -93,6 +93,7 @@ struct wan_model {
     float *gA, *gB, *g1, *g2, *g3, *gq, *gk, *gv, *go, *gf1, *gf2;
     float *gctx, *gck, *gcv, *gckp, *gmod, *ge0, *ge, *gtmp;
     float *qx, *qw, *qg; /* fake-quant scratch */
+    qlinear_xcache xc;    /* what qx holds (q/k/v and text k/v quantise their input once) */
     /* quantisation */
     block_quant *bq;      /* per block, NULL when quant is off */
     bool replay;          /* recomputation: reuse saved scales, do not advance histories */

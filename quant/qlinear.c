@@ -23,13 +23,40 @@ float qtensor(const osp_backend *be, fq_scaler *sc, float *dst, const float *x, 
     return s;
 }
 
+void qlinear_xcache_reset(qlinear_xcache *xc) {
+    if (xc) *xc = (qlinear_xcache){0};
+}
+
+/* amax of the input, from the cache when this input's was just taken */
+static float x_amax(const osp_backend *be, const qlinear_scratch *s, const float *x, int64_t n) {
+    qlinear_xcache *c = s->xc;
+    if (c && c->has_amax && c->src == x && c->n == n) return c->amax;
+    float a = be->absmax(x, n);
+    if (c) *c = (qlinear_xcache){.src = x, .n = n, .amax = a, .has_amax = true};
+    return a;
+}
+
+/* s->qx = fq(x; scale), skipped when it already holds exactly that */
+static void x_quant(const osp_backend *be, const qlinear_scratch *s, const float *x, int64_t n, float scale,
+                    bool saturate) {
+    qlinear_xcache *c = s->xc;
+    if (c && c->has_q && c->src == x && c->n == n && c->scale == scale) return;
+    be->hif8_fq(s->qx, x, n, scale, saturate);
+    if (!c) return;
+    if (c->src != x || c->n != n) *c = (qlinear_xcache){.src = x, .n = n};
+    c->scale = scale;
+    c->has_q = true;
+}
+
 void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, const float *x,
                  const float *W, const float *b, int64_t N, int K, int O) {
     if (replay) {
-        be->hif8_fq(s->qx, x, N * K, q->sx, q->saturate);
+        x_quant(be, s, x, N * K, q->sx, q->saturate);
         be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
     } else {
-        q->sx = qtensor(be, &q->x, s->qx, x, N * K, q->saturate);
+        /* every layer's scaler sees the amax (delayed-scaling histories stay per layer) */
+        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, N * K));
+        x_quant(be, s, x, N * K, q->sx, q->saturate);
         q->sw = qtensor(be, &q->w, s->qw, W, (int64_t)O * K, q->saturate);
     }
     be->linear_fwd(y, s->qx, s->qw, b, N, K, O);
@@ -37,7 +64,7 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
 
 void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
                  const float *dy, const float *x, const float *W, int64_t N, int K, int O) {
-    be->hif8_fq(s->qx, x, N * K, q->sx, q->saturate);
+    x_quant(be, s, x, N * K, q->sx, q->saturate);
     be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
     qtensor(be, &q->g, s->qg, dy, N * O, q->saturate);
     be->linear_bwd(dx, dW, db, s->qg, s->qx, s->qw, N, K, O);

@@ -24,8 +24,20 @@ typedef struct {
     bool saturate;
 } qlinear;
 
+/* What the x scratch holds, so layers that read the same input (q, k, v of one attention;
+ * k, v of the text) quantise it once: amax of (src, n), and qx = fq(src; scale). Valid while
+ * src's contents do not change: the owner resets it whenever they may (Wan: at the start of
+ * each block's forward and backward, since recomputation reuses activation buffers). */
+typedef struct {
+    const float *src;
+    int64_t n;
+    float amax, scale;
+    bool has_amax, has_q;
+} qlinear_xcache;
+
 typedef struct {
     float *qx, *qw, *qg; /* backend scratch: >= N*K, O*K, N*O floats */
+    qlinear_xcache *xc;  /* NULL: no reuse */
 } qlinear_scratch;
 
 void qlinear_init(qlinear *q, float fwd_target, float grad_target, bool delayed, int history, bool saturate);
@@ -34,6 +46,7 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
                  const float *W, const float *b, int64_t N, int K, int O);
 void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
                  const float *dy, const float *x, const float *W, int64_t N, int K, int O);
+void qlinear_xcache_reset(qlinear_xcache *xc);
 /* Fake-quantise a tensor in place or into dst with a scaler (attention operands). */
 float qtensor(const osp_backend *be, fq_scaler *sc, float *dst, const float *x, int64_t n, bool saturate);
 

@@ -62,7 +62,7 @@ int main(void) {
     for (int i = 0; i < O; i++) b[i] = nrand();
     for (int64_t i = 0; i < N * O; i++) dy[i] = 1e-3f * nrand();
     qlinear_scratch s = {osp_malloc(sizeof(float) * N * K), osp_malloc(sizeof(float) * O * K),
-                         osp_malloc(sizeof(float) * N * O)};
+                         osp_malloc(sizeof(float) * N * O), NULL};
     qlinear q;
     qlinear_init(&q, 15.0f, 224.0f, false, 1, false);
     qlinear_fwd(be, &q, &s, false, y, x, W, b, N, K, O);
