@@ -441,10 +441,10 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                    int64_t Nq, int64_t Nk, int H, int d) {
     if (R <= 0 || Nq <= 0 || H <= 0) return;
-    /* as in cuda_attn_fwd: cuDNN for unmasked attention with Rkv == R at d = 64 / 128 unless
+    /* as in cuda_attn_fwd: cuDNN for attention with Rkv == R at d = 64 / 128 unless
      * OSP_ATTN_IMPL=osp or OSP_DETERMINISTIC=1 (cuDNN's dQ uses atomics) */
-    if (!kvalid && Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
-        if (attn_cudnn_bwd(dq, dk, dv, dout, o, lse, q, k, v, R, Nq, Nk, H, d) == 0) return;
+    if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
+        if (attn_cudnn_bwd(dq, dk, dv, dout, o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
         attn_cudnn_declined("backward", R, Nq, Nk, H, d); /* stops under OSP_ATTN_IMPL=cudnn */
     }
     int Dp = attn_pad_dim(d);

@@ -4,9 +4,12 @@
  * cuDNN, and a machine without it, or a cuDNN that declines a shape, keeps osp's own kernels
  * (cuda_attn_fwd.cu / cuda_attn_bwd.cu). Nothing here stops training: every failure returns -1.
  *
- * Served: attention without a key mask whose q rows each have their own kv row (kvalid == NULL,
- * Rkv == R: self-attention, and cross-attention when Rkv == R), head dim 64 or 128; the hooks at
- * the top of cuda_attn_fwd / cuda_attn_bwd check that. fp32 q/k/v/o/dO are converted to
+ * Served: attention whose q rows each have their own kv row (Rkv == R: self-attention, and
+ * cross-attention when Rkv == R), head dim 64 or 128, with or without a key mask; the hooks at
+ * the top of cuda_attn_fwd / cuda_attn_bwd check that. A key mask (padded Skiparse
+ * subsequences) is handled without cuDNN masking: masked keys and values are zeroed, and the
+ * forward's output and lse are corrected for the exactly known share the zero keys add
+ * (cuda_attn_cudnn_conv.cu); calls where that share is large go to osp's kernels. fp32 q/k/v/o/dO are converted to
  * bf16 in scratch keeping osp's token-major layout: [R, N, H*d] is the cuDNN tensor
  * [b = R, h = H, s = N, d] with strides (N*H*d, d, H*d, 1) (BSHD), so nothing is transposed.
  * cuDNN's softmax stats are fp32 [b, h, s_q, 1] with strides (H*Nq, Nq, 1, 1) and hold the
@@ -51,6 +54,7 @@
  */
 #include "cuda_attn.cuh"
 #include "cuda_attn_cudnn.h"
+#include "cuda_attn_cudnn_conv.cuh"
 
 #include <dlfcn.h>
 #include <glob.h>
@@ -677,35 +681,6 @@ static int cdn_execute(cdn_plan *p, int n, const int64_t *uids, void *const *ptr
     return 0;
 }
 
-/* ------------------------------------------------------------------ kernels */
-
-__global__ void cdn_to_bf16_kernel(bf16 *dst, const float *src, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
-}
-__global__ void cdn_to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __bfloat162float(src[i]);
-}
-__global__ void cdn_add_kernel(float *dst, const bf16 *src, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] += __bfloat162float(src[i]);
-}
-
-static void cdn_to_bf16(bf16 *dst, const float *src, int64_t n) {
-    cdn_to_bf16_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
-    CUDA_LAUNCH_CHECK();
-}
-static void cdn_to_f32(float *dst, const bf16 *src, int64_t n) {
-    cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
-    CUDA_LAUNCH_CHECK();
-}
-static void cdn_add(float *dst, const bf16 *src, int64_t n) {
-    if (!dst) return;
-    cdn_add_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
-    CUDA_LAUNCH_CHECK();
-}
-
 static size_t cdn_round(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* ------------------------------------------------------------------ entry points */
@@ -715,8 +690,8 @@ static int cdn_shape_ok(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     return R > 0 && Nq > 0 && Nk > 0 && H > 0 && d > 0 && d % 8 == 0 && d <= 128 && !(Nq == 1 && Nk == 1);
 }
 
-extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, int64_t R,
-                              int64_t Nq, int64_t Nk, int H, int d) {
+extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                              const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
     cdn_plan *p = cdn_plan_get(CDN_FWD, R, Nq, Nk, H, d);
     if (!p) return -1;
@@ -726,27 +701,45 @@ extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float 
     /* lse serves as the stats tensor when aligned as declared (16 bytes), else a scratch copy */
     const bool direct = ((uintptr_t)lse & 15) == 0;
     size_t wsb = cdn_round((size_t)p->ws);
-    char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + (direct ? 0 : sizeof(float) * (size_t)nst) + 256);
-    float *stats = direct ? lse : (float *)(ws + wsb);
+    const size_t stb = direct ? 0 : cdn_round(sizeof(float) * (size_t)nst);
+    char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + stb + cdn_round(sizeof(float) * (size_t)R) + 256);
+    float *stats = direct ? lse : (float *)(ws + wsb), *nmask = (float *)(ws + wsb + stb);
     cdn_to_bf16(qb, q, nq);
-    cdn_to_bf16(kb, k, nk);
-    cdn_to_bf16(vb, v, nk);
+    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
+    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d); /* by value: cuDNN reads it on the host during execute */
     const int64_t uids[6] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
     void *const ptrs[6] = {qb, kb, vb, ob, stats, &scale};
     if (cdn_execute(p, 6, uids, ptrs, p->ws > 0 ? ws : NULL)) return -1;
     if (!direct) CUDA_CHECK(cudaMemcpyAsync(lse, stats, sizeof(float) * (size_t)nst, cudaMemcpyDeviceToDevice,
                                             osp_cuda_stream));
-    cdn_to_f32(o, ob, nq);
+    if (!kvalid) {
+        cdn_to_f32(o, ob, nq);
+    } else { /* take the masked keys' share back out (see cdn_to_bf16_masked_kernel) */
+        int *d_flag = cdn_flag_clear();
+        cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
+        cdn_fix_masked(o, ob, lse, nmask, d_flag, R, Nq, H, d);
+        if (cdn_flag_read(d_flag)) {
+            snprintf(cdn.why, sizeof cdn.why, "masked keys carry over half of a softmax sum: osp's masked kernel");
+            cdn_note("%s", cdn.why);
+            return -1;
+        }
+    }
     cdn.calls[CDN_FWD]++;
     return 0;
 }
 
 extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
-                              const float *q, const float *k, const float *v, int64_t R, int64_t Nq, int64_t Nk,
-                              int H, int d) {
+                              const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R,
+                              int64_t Nq, int64_t Nk, int H, int d) {
     if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
     if (!dq && !dk && !dv) return 0;
+    if (kvalid) { /* a row without any valid key has lse = -inf: osp's kernel handles it */
+        float *nmask = (float *)osp_cuda_scratch(SCRATCH_ATTN2, sizeof(float) * (size_t)R);
+        int *d_flag = cdn_flag_clear();
+        cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
+        if (cdn_flag_read(d_flag)) return -1;
+    }
     cdn_plan *p = cdn_plan_get(CDN_BWD, R, Nq, Nk, H, d);
     if (!p) return -1;
     const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d, nst = R * H * Nq;
@@ -768,15 +761,15 @@ extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout
     cdn_to_bf16(qb, q, nq);
     cdn_to_bf16(ob, o, nq);
     cdn_to_bf16(dob, dout, nq);
-    cdn_to_bf16(kb, k, nk);
-    cdn_to_bf16(vb, v, nk);
+    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
+    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d), one = 1.0f;
     const int64_t uids[13] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_DQ, U_DK, U_DV, U_ONE, U_SUM, U_DQACC};
     void *const ptrs[13] = {qb, kb, vb, ob, dob, stats, &scale, dqb, dkb, dvb, &one, sum, acc};
     if (cdn_execute(p, 13, uids, ptrs, ws)) return -1;
     cdn_add(dq, dqb, nq);
-    cdn_add(dk, dkb, nk);
-    cdn_add(dv, dvb, nk);
+    cdn_add_masked(dk, dkb, kvalid, (int64_t)H * d, nk); /* a masked key's gradient is 0 */
+    cdn_add_masked(dv, dvb, kvalid, (int64_t)H * d, nk);
     cdn.calls[CDN_BWD]++;
     return 0;
 }

@@ -4,8 +4,8 @@
  * benchmark. C and CUDA C. Every function exists only in builds with the CUDA backend.
  *
  * attn_cudnn_fwd / attn_cudnn_bwd take osp's fp32 layouts (model/ops.h attn_fwd / attn_bwd,
- * kvalid == NULL and Rkv == R only; the backward accumulates into dq, dk, dv) and return 0 when
- * cuDNN ran the call, -1 when cuDNN is unavailable or declined the shape.
+ * Rkv == R only; kvalid [R, Nk] or NULL; the backward accumulates into dq, dk, dv) and return 0
+ * when cuDNN ran the call, -1 when cuDNN is unavailable or declined it (then nothing is added).
  */
 #ifndef OSP_CUDA_ATTN_CUDNN_H
 #define OSP_CUDA_ATTN_CUDNN_H
@@ -16,10 +16,11 @@
 extern "C" {
 #endif
 
-int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, int64_t R, int64_t Nq,
-                   int64_t Nk, int H, int d);
+int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,
+                   int64_t R, int64_t Nq, int64_t Nk, int H, int d);
 int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
-                   const float *q, const float *k, const float *v, int64_t R, int64_t Nq, int64_t Nk, int H, int d);
+                   const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Nq,
+                   int64_t Nk, int H, int d);
 int attn_cudnn_enabled(void);     /* OSP_ATTN_IMPL is not "osp" */
 int attn_cudnn_bwd_enabled(void); /* ... and OSP_DETERMINISTIC is not set */
 /* after a declined call: stops with the reason under OSP_ATTN_IMPL=cudnn, else nothing */

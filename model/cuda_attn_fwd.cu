@@ -511,10 +511,10 @@ static void attn_fwd_launch(float *o, float *lse, const bf16 *qb, const bf16 *kb
 void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,
                    int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
     if (R <= 0 || Nq <= 0 || H <= 0) return;
-    /* no key mask, one kv row per q row, a head dim cuDNN's flash engines serve: cuDNN unless
+    /* one kv row per q row (masked or not), a head dim cuDNN's flash engines serve: cuDNN unless
      * OSP_ATTN_IMPL=osp; a declined call falls through to the kernels below */
-    if (!kvalid && Rkv == R && (d == 64 || d == 128) && attn_cudnn_enabled()) {
-        if (attn_cudnn_fwd(o, lse, q, k, v, R, Nq, Nk, H, d) == 0) return;
+    if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_enabled()) {
+        if (attn_cudnn_fwd(o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
         attn_cudnn_declined("forward", R, Nq, Nk, H, d); /* stops under OSP_ATTN_IMPL=cudnn */
     }
     int Dp = attn_pad_dim(d);

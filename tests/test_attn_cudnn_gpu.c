@@ -64,12 +64,28 @@ static void check(const char *what, const char *shape, double err) {
     tu_check(name, err, TOL);
 }
 
-static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
+/* A key mask [R, Nk] with about `frac` of the keys masked (never all of a row), or NULL. */
+static uint8_t *mask_make(int64_t R, int64_t Nk, double frac) {
+    if (frac <= 0) return NULL;
+    uint8_t *h = tu_calloc((size_t)(R * Nk), 1);
+    for (int64_t r = 0; r < R; r++) {
+        for (int64_t j = 0; j < Nk; j++) h[r * Nk + j] = tu_uniform(&rng) >= frac;
+        h[r * Nk + (r % Nk)] = 1;
+    }
+    uint8_t *dm = G->alloc((size_t)(R * Nk));
+    G->upload(dm, h, (size_t)(R * Nk));
+    free(h);
+    return dm;
+}
+
+static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d, double mask_frac) {
     const int64_t n = R * Nq * H * d, nk = R * Nk * H * d, nl = R * H * Nq;
     static const char *gname[3] = {"dq", "dk", "dv"};
-    char shape[64], what[64];
+    char shape[80], what[64];
     if (Nq == Nk) snprintf(shape, sizeof shape, "R%lld N%lld H%d d%d", (long long)R, (long long)Nq, H, d);
     else snprintf(shape, sizeof shape, "R%lld Nq%lld Nk%lld H%d d%d", (long long)R, (long long)Nq, (long long)Nk, H, d);
+    if (mask_frac > 0) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " mask%.0f%%", 100 * mask_frac);
+    uint8_t *mask = mask_make(R, Nk, mask_frac);
     const int64_t nm = n > nk ? n : nk; /* prefill / zero buffers serve q- and k-sized gradients */
     const int64_t ng[3] = {n, nk, nk};  /* dq, dk, dv */
     float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, nk, 1.0), *hv = tu_randn(&rng, nk, 1.0);
@@ -81,8 +97,8 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     for (int i = 0; i < 3; i++) g1[i] = dev_from(pre, ng[i]), g2[i] = dev_from(pre, ng[i]), h1[i] = h2[i] = NULL;
 
     /* forward: osp's kernels vs cuDNN */
-    G->attn_fwd(o1, l1, q, k, v, NULL, R, R, Nq, Nk, H, d);
-    int rc = attn_cudnn_fwd(o2, l2, q, k, v, R, Nq, Nk, H, d);
+    G->attn_fwd(o1, l1, q, k, v, mask, R, R, Nq, Nk, H, d);
+    int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
     TU_EXPECT(rc == 0, "cudnn unavailable: attn_cudnn_fwd declined %s: %s", shape, attn_cudnn_status());
     if (rc == 0) {
         float *ho1 = host_of(o1, n), *ho2 = host_of(o2, n), *hl1 = host_of(l1, nl), *hl2 = host_of(l2, nl);
@@ -92,8 +108,8 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     }
 
     /* backward: the same random prefill on both sides, each side from its own forward */
-    G->attn_bwd(g1[0], g1[1], g1[2], dout, o1, l1, q, k, v, NULL, R, R, Nq, Nk, H, d);
-    if (rc == 0) rc = attn_cudnn_bwd(g2[0], g2[1], g2[2], dout, o2, l2, q, k, v, R, Nq, Nk, H, d);
+    G->attn_bwd(g1[0], g1[1], g1[2], dout, o1, l1, q, k, v, mask, R, R, Nq, Nk, H, d);
+    if (rc == 0) rc = attn_cudnn_bwd(g2[0], g2[1], g2[2], dout, o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
     TU_EXPECT(rc == 0, "cudnn unavailable: attn_cudnn_bwd declined %s: %s", shape, attn_cudnn_status());
     if (rc == 0) {
         for (int i = 0; i < 3; i++) {
@@ -107,7 +123,7 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
 
         /* dk alone (dq, dv NULL) from zeros: the same dk gradient */
         float *dk = dev_from(zero, nk);
-        rc = attn_cudnn_bwd(NULL, dk, NULL, dout, o2, l2, q, k, v, R, Nq, Nk, H, d);
+        rc = attn_cudnn_bwd(NULL, dk, NULL, dout, o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
         TU_EXPECT(rc == 0, "attn_cudnn_bwd(dk only) declined %s: %s", shape, attn_cudnn_status());
         float *hdk = host_of(dk, nk);
         check("bwd dk only", shape, grad_err(hdk, NULL, h1[1], pre, nk));
@@ -117,8 +133,8 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
         /* run to run: two backwards from zeros on identical inputs (printed, not asserted) */
         float *a[3], *b[3];
         for (int i = 0; i < 3; i++) a[i] = dev_from(zero, ng[i]), b[i] = dev_from(zero, ng[i]);
-        int r1 = attn_cudnn_bwd(a[0], a[1], a[2], dout, o2, l2, q, k, v, R, Nq, Nk, H, d);
-        int r2 = attn_cudnn_bwd(b[0], b[1], b[2], dout, o2, l2, q, k, v, R, Nq, Nk, H, d);
+        int r1 = attn_cudnn_bwd(a[0], a[1], a[2], dout, o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
+        int r2 = attn_cudnn_bwd(b[0], b[1], b[2], dout, o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
         printf("info bwd repeated %-22s", shape);
         for (int i = 0; i < 3 && r1 == 0 && r2 == 0; i++) {
             float *ha = host_of(a[i], ng[i]), *hb = host_of(b[i], ng[i]);
@@ -134,16 +150,16 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
         double t[4];
         G->sync();
         t[0] = osp_now();
-        G->attn_fwd(o1, l1, q, k, v, NULL, R, R, Nq, Nk, H, d);
+        G->attn_fwd(o1, l1, q, k, v, mask, R, R, Nq, Nk, H, d);
         G->sync();
         t[1] = osp_now();
-        attn_cudnn_fwd(o2, l2, q, k, v, R, Nq, Nk, H, d);
+        attn_cudnn_fwd(o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
         G->sync();
         t[2] = osp_now();
-        G->attn_bwd(g1[0], g1[1], g1[2], dout, o1, l1, q, k, v, NULL, R, R, Nq, Nk, H, d);
+        G->attn_bwd(g1[0], g1[1], g1[2], dout, o1, l1, q, k, v, mask, R, R, Nq, Nk, H, d);
         G->sync();
         t[3] = osp_now();
-        attn_cudnn_bwd(g2[0], g2[1], g2[2], dout, o2, l2, q, k, v, R, Nq, Nk, H, d);
+        attn_cudnn_bwd(g2[0], g2[1], g2[2], dout, o2, l2, q, k, v, mask, R, Nq, Nk, H, d);
         G->sync();
         double t4 = osp_now();
         printf("info time %-22s fwd osp %.3f ms cudnn %.3f ms   bwd osp %.3f ms cudnn %.3f ms\n", shape,
@@ -151,7 +167,31 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     }
     for (int i = 0; i < 3; i++) free(h1[i]), free(h2[i]), G->free(g1[i]), G->free(g2[i]);
     G->free(q), G->free(k), G->free(v), G->free(dout), G->free(o1), G->free(o2), G->free(l1), G->free(l2);
+    if (mask) G->free(mask);
     free(hq), free(hk), free(hv), free(hdo), free(pre), free(zero);
+}
+
+/* Most keys masked: the masked keys would carry most of cuDNN's softmax sum, so the direct call
+ * declines (-1) and the backend's hooked call (OSP_ATTN_IMPL=auto) gives osp's masked result. */
+static void test_heavy_mask(void) {
+    const int64_t R = 2, N = 512, n = R * N * 2 * 64, nl = R * 2 * N;
+    float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, n, 1.0), *hv = tu_randn(&rng, n, 1.0);
+    float *q = dev_from(hq, n), *k = dev_from(hk, n), *v = dev_from(hv, n);
+    float *o1 = G->alloc(sizeof(float) * (size_t)n), *o2 = G->alloc(sizeof(float) * (size_t)n);
+    float *l1 = G->alloc(sizeof(float) * (size_t)nl), *l2 = G->alloc(sizeof(float) * (size_t)nl);
+    uint8_t *mask = mask_make(R, N, 0.97);
+    int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, N, N, 2, 64);
+    TU_EXPECT(rc == -1, "97%% of the keys masked: attn_cudnn_fwd should decline, returned %d", rc);
+    G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, 2, 64); /* osp (OSP_ATTN_IMPL=osp) */
+    setenv("OSP_ATTN_IMPL", "auto", 1);
+    G->attn_fwd(o2, l2, q, k, v, mask, R, R, N, N, 2, 64);
+    setenv("OSP_ATTN_IMPL", "osp", 1);
+    float *h1 = host_of(o1, n), *h2 = host_of(o2, n);
+    int64_t diff = tu_bitdiff(h1, h2, n);
+    TU_EXPECT(diff == 0, "heavy mask: the auto path differs from osp's kernel in %lld values", (long long)diff);
+    printf("%-4s %-58s\n", rc == -1 && diff == 0 ? "ok" : "FAIL", "heavy mask: cuDNN declines, osp's kernel serves");
+    free(h1), free(h2), free(hq), free(hk), free(hv);
+    G->free(q), G->free(k), G->free(v), G->free(o1), G->free(o2), G->free(l1), G->free(l2), G->free(mask);
 }
 
 /* The hooks in cuda_attn_fwd / cuda_attn_bwd: under OSP_ATTN_IMPL=cudnn the backend table's
@@ -172,12 +212,13 @@ static void test_hooks(void) {
     G->sync();
     TU_EXPECT(attn_cudnn_calls(0) == f0 + 1 && attn_cudnn_calls(1) == b0 + 1,
               "OSP_ATTN_IMPL=cudnn: the backend's attention did not run on cuDNN");
-    G->zero(valid, (size_t)(R * N)); /* a key mask: never cuDNN's (the mask's values do not matter) */
+    G->zero(valid, (size_t)(R * N)); /* every key masked: cuDNN declines, osp's kernel serves */
+    setenv("OSP_ATTN_IMPL", "auto", 1);
     G->attn_fwd(o2, l, q, k, v, valid, R, R, N, N, 4, 64);
     G->sync();
-    TU_EXPECT(attn_cudnn_calls(0) == f0 + 1, "a masked attention call ran on cuDNN");
+    TU_EXPECT(attn_cudnn_calls(0) == f0 + 1, "a fully masked attention call was counted as served by cuDNN");
     setenv("OSP_ATTN_IMPL", "osp", 1);
-    attn_cudnn_fwd(o2, l, q, k, v, R, N, N, 4, 64);
+    attn_cudnn_fwd(o2, l, q, k, v, NULL, R, N, N, 4, 64);
     float *h1 = host_of(o1, n), *h2 = host_of(o2, n);
     int64_t diff = tu_bitdiff(h1, h2, n);
     TU_EXPECT(diff == 0, "hooked and direct cuDNN forward differ in %lld of %lld values", (long long)diff,
@@ -209,7 +250,12 @@ int main(void) {
     } shapes[] = {{1, 64, 64, 2, 64},         {2, 64, 64, 12, 128},   {3, 1000, 1000, 2, 128}, {4, 1000, 1000, 12, 64},
                   {1, 4096, 4096, 12, 128}, {2, 4096, 4096, 2, 64}, {2, 1000, 300, 12, 128}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        test_shape(shapes[i].R, shapes[i].Nq, shapes[i].Nk, shapes[i].H, shapes[i].d);
+        test_shape(shapes[i].R, shapes[i].Nq, shapes[i].Nk, shapes[i].H, shapes[i].d, 0.0);
+    /* key masks (padded Skiparse subsequences): cuDNN on zeroed masked keys, corrected after */
+    test_shape(4, 1000, 1000, 2, 128, 0.06);
+    test_shape(4, 2048, 2048, 12, 128, 0.10);
+    test_shape(2, 500, 500, 4, 64, 0.30);
+    test_heavy_mask();
     test_hooks();
     attn_cudnn_free();
     return tu_summary("test_attn_cudnn_gpu");

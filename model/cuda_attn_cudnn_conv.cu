@@ -1,0 +1,125 @@
+/*
+ * cuda_attn_cudnn_conv.cu — the element-wise kernels around cuDNN attention
+ * (cuda_attn_cudnn.cu): fp32 <-> bf16 conversion in osp's layout, gradient adds, and the key-mask
+ * handling: masked keys and values are zeroed, and the forward's output and lse are corrected for
+ * the share the zero keys add to the softmax.
+ */
+#include "cuda_attn_cudnn_conv.cuh"
+
+static __global__ void cdn_to_bf16_kernel(bf16 *dst, const float *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+static __global__ void cdn_to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+static __global__ void cdn_add_kernel(float *dst, const bf16 *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] += __bfloat162float(src[i]);
+}
+
+void cdn_to_bf16(bf16 *dst, const float *src, int64_t n) {
+    cdn_to_bf16_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cdn_to_f32(float *dst, const bf16 *src, int64_t n) {
+    cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cdn_add(float *dst, const bf16 *src, int64_t n) {
+    if (!dst) return;
+    cdn_add_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* Key masks (padded Skiparse subsequences, kvalid [R, N]). cuDNN runs unmasked on k, v whose
+ * masked rows are zero: each masked key then scores exactly 0 and adds exactly 1 to the softmax
+ * sum Z and nothing to its numerator, so with n masked keys in the row
+ *   Z_valid = Z - n = Z (1 - x),  x = n exp(-lse),  o = o_cudnn / (1 - x),  lse = lse_cudnn + log(1 - x)
+ * (x <= 1 always: the masked keys alone give Z >= n). Rows with x > 1/2 would lose precision in
+ * 1 - x: they raise a flag and the call goes to osp's masked kernels. The backward needs no mask:
+ * given the corrected o and lse, P = exp(s - lse) is exact for valid keys, a zero key row adds
+ * nothing to dQ, and the masked rows of dK, dV (garbage) are simply not added. */
+static __global__ void cdn_to_bf16_masked_kernel(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = kvalid[i / HD] ? __float2bfloat16(src[i]) : __float2bfloat16(0.0f);
+}
+static __global__ void cdn_add_masked_kernel(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        if (kvalid[i / HD]) dst[i] += __bfloat162float(src[i]);
+}
+/* nmask[r] = number of masked keys of row r (one block per row); *flag = 1 if a row has no key */
+static __global__ void cdn_count_masked_kernel(float *nmask, int *flag, const uint8_t *kvalid, int64_t N) {
+    __shared__ int part[256];
+    int c = 0;
+    for (int64_t j = threadIdx.x; j < N; j += blockDim.x) c += kvalid[(int64_t)blockIdx.x * N + j] == 0;
+    part[threadIdx.x] = c;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        nmask[blockIdx.x] = (float)part[0];
+        if (part[0] >= N) *flag = 1;
+    }
+}
+/* o (fp32, [R, Nq, H*d]) = o_cudnn / (1 - x) with x from the uncorrected lse [R, H, Nq] */
+static __global__ void cdn_fix_o_kernel(float *o, const bf16 *ob, const float *lse, const float *nmask, int64_t Nq, int H,
+                                 int d, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
+        int h = (int)((i / d) % H);
+        float x = nmask[r] * expf(-lse[(r * H + h) * Nq + t]);
+        o[i] = __bfloat162float(ob[i]) / (1.0f - fminf(x, 0.5f));
+    }
+}
+/* lse += log(1 - x); flag rows with x > 1/2 */
+static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, int *flag, int64_t Nq, int H, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float x = nmask[i / (Nq * H)] * expf(-lse[i]);
+        if (x > 0.5f) *flag = 1;
+        lse[i] += log1pf(-fminf(x, 0.5f));
+    }
+}
+
+void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    if (!kvalid) return cdn_to_bf16(dst, src, n);
+    cdn_to_bf16_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    if (!dst) return;
+    if (!kvalid) return cdn_add(dst, src, n);
+    cdn_add_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* A device flag cleared before and read after the kernels that may raise it (one sync). */
+int *cdn_flag_clear(void) {
+    static int *d_flag;
+    if (!d_flag) CUDA_CHECK(cudaMalloc((void **)&d_flag, sizeof(int)));
+    CUDA_CHECK(cudaMemsetAsync(d_flag, 0, sizeof(int), osp_cuda_stream));
+    return d_flag;
+}
+int cdn_flag_read(const int *d_flag) {
+    int h = 0;
+    CUDA_CHECK(cudaMemcpyAsync(&h, d_flag, sizeof(int), cudaMemcpyDeviceToHost, osp_cuda_stream));
+    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream));
+    return h;
+}
+
+void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R, int64_t N) {
+    cdn_count_masked_kernel<<<(unsigned)R, 256, 0, osp_cuda_stream>>>(nmask, flag, kvalid, N);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, int *flag, int64_t R, int64_t Nq, int H,
+                    int d) {
+    const int64_t no = R * Nq * H * d, nl = R * H * Nq;
+    cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
+    CUDA_LAUNCH_CHECK();
+    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, flag, Nq, H, nl);
+    CUDA_LAUNCH_CHECK();
+}

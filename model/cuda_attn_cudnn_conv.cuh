@@ -1,0 +1,28 @@
+/*
+ * cuda_attn_cudnn_conv.cuh — host wrappers of the element-wise kernels around cuDNN attention
+ * (cuda_attn_cudnn_conv.cu), for cuda_attn_cudnn.cu only. All run on osp_cuda_stream.
+ */
+#ifndef OSP_CUDA_ATTN_CUDNN_CONV_CUH
+#define OSP_CUDA_ATTN_CUDNN_CONV_CUH
+
+#include "cuda_attn.cuh"
+
+void cdn_to_bf16(bf16 *dst, const float *src, int64_t n);
+void cdn_to_f32(float *dst, const bf16 *src, int64_t n);
+void cdn_add(float *dst, const bf16 *src, int64_t n); /* dst += src; no-op for dst NULL */
+/* as cdn_to_bf16 / cdn_add with rows (HD values each) of kvalid == 0 zeroed / not added;
+ * kvalid NULL: plain */
+void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n);
+void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n);
+/* nmask[r] = masked keys of kvalid row r (R rows of N); *flag = 1 when a row has none valid */
+void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R, int64_t N);
+/* o = ob / (1 - x), lse += log(1 - x), x = nmask[r] exp(-lse) (the zeroed keys' share, x clamped
+ * to 1/2); *flag = 1 where x > 1/2: the result would lose precision, so the caller runs osp's
+ * kernels instead */
+void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, int *flag, int64_t R, int64_t Nq, int H,
+                    int d);
+/* a device int set to 0 on the stream / read back (synchronises the stream) */
+int *cdn_flag_clear(void);
+int cdn_flag_read(const int *d_flag);
+
+#endif
