@@ -87,13 +87,15 @@ done
 echo "  $n model/ema files pass osp ckpt inspect"
 
 echo "== sample from the run"
-"$OSP" sample --ckpt R --prompt "red circle moving left" --steps 2 --out R/samples "${DIMS[@]}" \
+# --out with missing parents: created like mkdir -p
+"$OSP" sample --ckpt R --prompt "red circle moving left" --steps 2 --out R/out/nested/samples "${DIMS[@]}" \
     --set device="${OSP_TEST_DEVICE:-cpu}" --set sample.num_frames=4 --set sample.height=16 --set sample.width=16 \
     >sample.log 2>&1 || { tail -3 sample.log; fail "osp sample failed"; }
-gif=R/samples/red_circle_moving_left.gif
+S=R/out/nested/samples
+gif=$S/red_circle_moving_left.gif
 [ -s $gif ] || fail "no GIF written"
 [ "$(head -c 6 $gif)" = "GIF89a" ] || [ "$(head -c 6 $gif)" = "GIF87a" ] || fail "$gif is not a GIF"
-[ "$(ls R/samples/red_circle_moving_left/frame_*.png | wc -l)" -eq 4 ] || fail "expected 4 PNG frames"
-[ -s R/samples/latents.h5 ] || fail "no latents.h5"
+[ "$(ls $S/red_circle_moving_left/frame_*.png | wc -l)" -eq 4 ] || fail "expected 4 PNG frames"
+[ -s $S/latents.h5 ] || fail "no latents.h5"
 echo "  $gif ($(wc -c <$gif) bytes), 4 PNG frames, latents.h5"
 echo "PASS test_train_crash"

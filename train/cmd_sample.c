@@ -175,7 +175,7 @@ int cmd_sample(int argc, char **argv) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", outdir ? outdir : cfg.run_dir);
     if (!outdir) snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/samples");
-    mkdir(dir, 0755);
+    if (osp_mkdir_p(dir)) osp_die("sample: cannot create the output directory %s", dir);
     printf("sampling %d prompt(s): %s, %d steps, shift %.2f, cfg %.2f, seed %d, latent [%d,%d,%d,%d], %d per batch, %s\n",
            N, sc->solver, sc->steps, sc->shift, sc->cfg, sc->seed, C, T, H, W, G, be->name);
     int probed = 0, right = 0, right_color = 0, right_dir = 0;
