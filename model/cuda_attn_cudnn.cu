@@ -628,7 +628,9 @@ extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float 
     } else { /* take the masked keys' share back out (see cdn_to_bf16_masked_kernel) */
         int *d_flag = cdn_flag_clear();
         cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
-        cdn_fix_masked(o, ob, lse, nmask, d_flag, R, Nq, H, d);
+        /* Nq == Nk (self-attention of a padded layout): the key mask is the query mask, and
+         * ops.h leaves the outputs of padding queries unspecified (finite) */
+        cdn_fix_masked(o, ob, lse, nmask, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
             snprintf(cdn.why, sizeof cdn.why, "masked keys carry over half of a softmax sum: osp's masked kernel");
             cdn_note("%s", cdn.why);

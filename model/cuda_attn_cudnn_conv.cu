@@ -6,10 +6,6 @@
  */
 #include "cuda_attn_cudnn_conv.cuh"
 
-static __global__ void cdn_to_bf16_kernel(bf16 *dst, const float *src, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
-}
 static __global__ void cdn_to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __bfloat162float(src[i]);
@@ -19,10 +15,7 @@ static __global__ void cdn_add_kernel(float *dst, const bf16 *src, int64_t n) {
         dst[i] += __bfloat162float(src[i]);
 }
 
-void cdn_to_bf16(bf16 *dst, const float *src, int64_t n) {
-    cdn_to_bf16_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
-    CUDA_LAUNCH_CHECK();
-}
+void cdn_to_bf16(bf16 *dst, const float *src, int64_t n) { cuda_to_bf16(dst, src, n); }
 void cdn_to_f32(float *dst, const bf16 *src, int64_t n) {
     cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
     CUDA_LAUNCH_CHECK();
@@ -75,11 +68,15 @@ static __global__ void cdn_fix_o_kernel(float *o, const bf16 *ob, const float *l
         o[i] = __bfloat162float(ob[i]) / (1.0f - fminf(x, 0.5f));
     }
 }
-/* lse += log(1 - x); flag rows with x > 1/2 */
-static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, int *flag, int64_t Nq, int H, int64_t n) {
+/* lse += log(1 - x); flag rows with x > 1/2, among the valid queries only when qvalid is given
+ * (self-attention over a padded layout: a padding query's output is never used, it only has to
+ * be finite, which the clamp guarantees) */
+static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t Nq,
+                                          int H, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float x = nmask[i / (Nq * H)] * expf(-lse[i]);
-        if (x > 0.5f) *flag = 1;
+        int64_t r = i / (Nq * H), t = i % Nq;
+        float x = nmask[r] * expf(-lse[i]);
+        if (x > 0.5f && (!qvalid || qvalid[r * Nq + t])) *flag = 1;
         lse[i] += log1pf(-fminf(x, 0.5f));
     }
 }
@@ -115,11 +112,11 @@ void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R,
     CUDA_LAUNCH_CHECK();
 }
 
-void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, int *flag, int64_t R, int64_t Nq, int H,
-                    int d) {
+void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t R,
+                    int64_t Nq, int H, int d) {
     const int64_t no = R * Nq * H * d, nl = R * H * Nq;
     cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
     CUDA_LAUNCH_CHECK();
-    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, flag, Nq, H, nl);
+    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, qvalid, flag, Nq, H, nl);
     CUDA_LAUNCH_CHECK();
 }

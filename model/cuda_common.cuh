@@ -12,6 +12,7 @@
 #define OSP_CUDA_COMMON_CUH
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,8 +60,19 @@ extern int osp_cuda_num_sms;
 
 /* Grow-only device scratch, one buffer per slot; contents are not preserved when it grows.
  * Safe to reuse between ops because everything runs in order on osp_cuda_stream.
- * SCRATCH_CUDNN_WS: cuDNN attention workspace and its fp32 intermediates (cuda_attn_cudnn.cu). */
-enum { SCRATCH_ATTN = 0, SCRATCH_ATTN2, SCRATCH_REDUCE, SCRATCH_REDUCE2, SCRATCH_CUDNN_WS, SCRATCH_NSLOTS };
+ * SCRATCH_CUDNN_WS: cuDNN attention workspace and its fp32 intermediates (cuda_attn_cudnn.cu).
+ * SCRATCH_GEMM_*: the bf16 operands of one linear_fwd / linear_bwd call (cuda_gemm.cu). */
+enum {
+    SCRATCH_ATTN = 0,
+    SCRATCH_ATTN2,
+    SCRATCH_REDUCE,
+    SCRATCH_REDUCE2,
+    SCRATCH_CUDNN_WS,
+    SCRATCH_GEMM_X,
+    SCRATCH_GEMM_W,
+    SCRATCH_GEMM_DY,
+    SCRATCH_NSLOTS
+};
 void *osp_cuda_scratch(int slot, size_t bytes);
 
 static inline unsigned osp_cuda_blocks(int64_t work, int threads) {
@@ -69,10 +81,22 @@ static inline unsigned osp_cuda_blocks(int64_t work, int threads) {
     return (unsigned)(b > 0 ? b : 1);
 }
 
+/* RoPE tables of the CUDA backend (built by ops_cuda.cu, read by its rotation kernel and by the
+ * fused q/k kernels of cuda_norm.cu): (cos, sin) of pair j at position p is cs[j * max_pos + p];
+ * pairs [0, axis_end0) rotate with the time position, [axis_end0, axis_end1) with the height,
+ * the rest with the width. */
+struct osp_rope {
+    int d, npair, max_pos;
+    int axis_end0, axis_end1;
+    float2 *cs; /* device */
+};
+
 /* ---- op groups implemented in the other sources (host launchers) ---- */
 
 /* cuda_gemm.cu */
 void cuda_gemm_init(void);
+/* dst = bf16(src), round to nearest even */
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n);
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O);
@@ -89,6 +113,10 @@ void cuda_ln_mod_bwd(float *dx, float *dshift, float *dscale, const float *dy, c
 void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
 void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rstd, const float *w,
                       int64_t N, int D);
+void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                           const osp_rope *r, int64_t N, int H, float eps);
+void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
+                           const int32_t *pos, const osp_rope *r, int64_t N, int H);
 void cuda_gate_res_fwd(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
                        int64_t stride);
 void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,

@@ -1,9 +1,16 @@
 /*
  * cuda_gemm.cu — the dense layers of the CUDA backend (linear_fwd / linear_bwd) through
- * cuBLASLt. Tensors stay fp32 in memory; the default compute type CUBLAS_COMPUTE_32F_FAST_16BF
- * lets the tensor cores read bf16-rounded operands and accumulate in fp32 (our mixed-precision
- * choice). OSP_CUDA_GEMM=fp32 selects exact fp32 (for tests), OSP_CUDA_GEMM=tf32 the tf32 mode;
- * the variable is read on every call, so a test may switch modes between calls.
+ * cuBLASLt, and the fp32 -> bf16 conversion they (and the cuDNN attention) use.
+ *
+ * Mixed precision (OSP_CUDA_GEMM, read on every call so a test may switch between calls):
+ *  - bf16 (default): the operands (activation, weight, output gradient) are written to bf16
+ *    scratch once per call, round to nearest even, and cuBLASLt multiplies bf16 x bf16 with fp32
+ *    accumulation into the fp32 output (CUBLAS_COMPUTE_32F). The backward converts dy once for
+ *    both of its products. Weights stay fp32 masters; their bf16 copy costs ~1% of the GEMM.
+ *  - fast16bf: fp32 operands in memory, CUBLAS_COMPUTE_32F_FAST_16BF (the tensor cores read
+ *    bf16-rounded values). Same numerics class, but the kernels load 4-byte operands and run at
+ *    about half the bf16 rate on Hopper (notes/cuda.md).
+ *  - tf32, fp32: the exact-ish modes, for tests.
  *
  * Row-major vs column-major: a row-major [rows, cols] matrix is the column-major matrix
  * [cols, rows] with the same leading dimension, i.e. its transpose. So row-major
@@ -21,6 +28,7 @@
 
 typedef struct {
     int ta, tb;                 /* op(A), op(B): 1 = transposed */
+    int ab_type;                /* cudaDataType of A and B (C is always fp32) */
     int64_t m, n, k, lda, ldb, ldc;
     int beta1;                  /* accumulate into C */
     int bias;                   /* bias epilogue */
@@ -48,11 +56,62 @@ void cuda_gemm_init(void) {
     CUDA_CHECK(cudaMalloc(&lt_workspace, GEMM_WORKSPACE_BYTES));
 }
 
-static int gemm_compute_type(void) {
+typedef enum { GEMM_BF16 = 0, GEMM_FAST16BF, GEMM_TF32, GEMM_FP32 } gemm_mode;
+
+static gemm_mode gemm_mode_get(void) {
     const char *m = getenv("OSP_CUDA_GEMM");
-    if (m && !strcmp(m, "fp32")) return CUBLAS_COMPUTE_32F;
-    if (m && !strcmp(m, "tf32")) return CUBLAS_COMPUTE_32F_FAST_TF32;
-    return CUBLAS_COMPUTE_32F_FAST_16BF;
+    if (!m || !*m || !strcmp(m, "bf16")) return GEMM_BF16;
+    if (!strcmp(m, "fast16bf")) return GEMM_FAST16BF;
+    if (!strcmp(m, "tf32")) return GEMM_TF32;
+    if (!strcmp(m, "fp32")) return GEMM_FP32;
+    osp_die("OSP_CUDA_GEMM=%s: unknown mode (hint: bf16, fast16bf, tf32 or fp32)", m);
+}
+
+static int gemm_compute_type(gemm_mode m) {
+    switch (m) {
+    case GEMM_FP32: return CUBLAS_COMPUTE_32F;
+    case GEMM_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case GEMM_FAST16BF: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F; /* bf16 operands, fp32 accumulation */
+    }
+}
+
+/* ------------------------------------------------------------ fp32 -> bf16 */
+
+/* Four values per thread when the pointers allow 16-byte loads (every activation buffer and
+ * scratch slot does); the tail and unaligned views go one by one. */
+__global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 v = src[i];
+        dst[2 * i] = __floats2bfloat162_rn(v.x, v.y);
+        dst[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+}
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    if (n <= 0) return;
+    int64_t n4 = ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) ? n / 4 : 0;
+    if (n4) {
+        to_bf16_vec_kernel<<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>((__nv_bfloat162 *)dst,
+                                                                                 (const float4 *)src, n4);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (n > 4 * n4) {
+        to_bf16_kernel<<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(dst + 4 * n4, src + 4 * n4,
+                                                                                     n - 4 * n4);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+/* the bf16 copy of an operand in its own scratch slot (slots differ per operand of one call) */
+static const __nv_bfloat16 *operand_bf16(int slot, const float *x, int64_t n) {
+    __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
+    cuda_to_bf16(d, x, n);
+    return d;
 }
 
 /* largest power of two (<= 256) dividing the address: the heuristic must not pick an
@@ -93,9 +152,10 @@ static gemm_plan *plan_get(const gemm_key *key) {
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     }
     /* stored shapes: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n */
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_32F, key->ta ? key->k : key->m, key->ta ? key->m : key->k,
+    cudaDataType_t tab = (cudaDataType_t)key->ab_type;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, tab, key->ta ? key->k : key->m, key->ta ? key->m : key->k,
                                             key->lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_32F, key->tb ? key->n : key->k, key->tb ? key->k : key->n,
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, tab, key->tb ? key->n : key->k, key->tb ? key->k : key->n,
                                             key->ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, key->m, key->n, key->ldc));
 
@@ -137,11 +197,13 @@ static gemm_plan *plan_get(const gemm_key *key) {
     return p;
 }
 
-/* C(m x n, col-major, ldc) = op(A) op(B) [+ C if beta1] [+ bias[m] broadcast over n] */
-static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                 int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias) {
+/* C(m x n, col-major, ldc, fp32) = op(A) op(B) [+ C if beta1] [+ bias[m] broadcast over n];
+ * A and B are fp32 or (mode bf16) bf16 as the mode says */
+static void gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                 const void *B, int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias) {
     gemm_key key;
     memset(&key, 0, sizeof key); /* padding must compare equal */
+    key.ab_type = mode == GEMM_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     key.ta = ta;
     key.tb = tb;
     key.m = m;
@@ -152,14 +214,14 @@ static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A
     key.ldc = ldc;
     key.beta1 = beta1;
     key.bias = bias != NULL;
-    key.compute = gemm_compute_type();
+    key.compute = gemm_compute_type(mode);
     key.align_a = ptr_align(A);
     key.align_b = ptr_align(B);
     key.align_c = ptr_align(C);
     key.align_bias = bias ? ptr_align(bias) : 0;
     gemm_plan *p = plan_get(&key);
     if (!p) { /* no bias-epilogue algorithm for this shape: plain GEMM, then add the bias */
-        gemm(ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL);
+        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL);
         cuda_add_bias_cols(C, bias, m, n, ldc);
         return;
     }
@@ -196,17 +258,32 @@ void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, i
         return;
     }
     /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
-    gemm(1, 0, O, N, I, W, I, x, I, y, O, 0, b);
+    gemm_mode mode = gemm_mode_get();
+    const void *A = W, *Bm = x;
+    if (mode == GEMM_BF16) {
+        A = operand_bf16(SCRATCH_GEMM_W, W, (int64_t)O * I);
+        Bm = operand_bf16(SCRATCH_GEMM_X, x, N * I);
+    }
+    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b);
 }
 
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O) {
     if (N <= 0 || O <= 0) return;
-    if (I > 0) {
+    if (I > 0 && (dx || dW)) {
+        gemm_mode mode = gemm_mode_get();
+        const void *dyo = dy; /* converted once for both products */
+        if (mode == GEMM_BF16) dyo = operand_bf16(SCRATCH_GEMM_DY, dy, N * O);
         /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
-        if (dx) gemm(0, 0, I, N, O, W, I, dy, O, dx, I, 1, NULL);
+        if (dx) {
+            const void *Wo = mode == GEMM_BF16 ? (const void *)operand_bf16(SCRATCH_GEMM_W, W, (int64_t)O * I) : W;
+            gemm(mode, 0, 0, I, N, O, Wo, I, dyo, O, dx, I, 1, NULL);
+        }
         /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
-        if (dW) gemm(0, 1, I, O, N, x, I, dy, O, dW, I, 1, NULL);
+        if (dW) {
+            const void *xo = mode == GEMM_BF16 ? (const void *)operand_bf16(SCRATCH_GEMM_X, x, N * I) : x;
+            gemm(mode, 0, 1, I, O, N, xo, I, dyo, O, dW, I, 1, NULL);
+        }
     }
     if (db) cuda_colsum_add(db, dy, N, O);
 }

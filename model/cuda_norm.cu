@@ -1,6 +1,7 @@
 /*
- * cuda_norm.cu — LayerNorm (plain, affine, fused with adaLN modulation), RMSNorm, the gated
- * residual, and the deterministic column reductions their parameter gradients need.
+ * cuda_norm.cu — LayerNorm (plain, affine, fused with adaLN modulation), RMSNorm, RMSNorm fused
+ * with RoPE (the self-attention's q and k), the gated residual, and the deterministic column
+ * reductions their parameter gradients need.
  *
  * Row ops run one warp per row (D is a few thousand at most): lanes stride over the row so
  * loads coalesce, and the row statistics are warp-shuffle trees, fixed in order.
@@ -69,6 +70,65 @@ __global__ void rms_fwd_kernel(float *y, float *rstd, const float *x, const floa
     float rs = rsqrtf(warp_sum(s2) / D + eps);
     if (lane == 0) rstd[n] = rs;
     for (int c = lane; c < D; c += 32) y[n * D + c] = xr[c] * rs * w[c];
+}
+
+/* q/k RMSNorm + RoPE in one pass: the row statistic over all D = H*d values, then each lane
+ * normalises, scales and rotates whole pairs (2q, 2q+1); pair q is pair j = q % npair of its
+ * head. Same operation order as the CPU twin (norm * w, then rotate). y may alias x: a lane
+ * reads each pair before writing it. */
+__device__ __forceinline__ float2 rope_cs(const osp_rope r, const int32_t *p3, int j, float *ok) {
+    int a = j < r.axis_end0 ? 0 : (j < r.axis_end1 ? 1 : 2);
+    int p = p3[a];
+    *ok = (p >= 0 && p < r.max_pos) ? 1.0f : 0.0f; /* outside the table: unrotated (as rope_kernel) */
+    return *ok ? r.cs[(size_t)j * r.max_pos + p] : make_float2(1.0f, 0.0f);
+}
+
+__global__ void qk_norm_rope_fwd_kernel(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                                        const osp_rope r, int64_t rows, int D, float eps) {
+    int64_t n = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
+    if (n >= rows) return;
+    int lane = threadIdx.x, D2 = D / 2;
+    const float *xr = x + n * D;
+    float s2 = 0;
+    for (int c = lane; c < D; c += 32) s2 += xr[c] * xr[c];
+    float rs = rsqrtf(warp_sum(s2) / D + eps);
+    if (lane == 0) rstd[n] = rs;
+    const int32_t *p3 = pos + 3 * n;
+    for (int q = lane; q < D2; q += 32) {
+        float ok;
+        float2 c = rope_cs(r, p3, q % r.npair, &ok);
+        float h0 = xr[2 * q] * rs * w[2 * q], h1 = xr[2 * q + 1] * rs * w[2 * q + 1];
+        y[n * D + 2 * q] = h0 * c.x - h1 * c.y;
+        y[n * D + 2 * q + 1] = h0 * c.y + h1 * c.x;
+    }
+}
+
+/* Backward of the fused op, dx part: g = R(-theta) dy is written back into dy (the dw
+ * reduction reads it there), then dx += rstd * (g*w - x * rstd^2 * mean(g*w*x)). Each lane
+ * rereads only the pairs it wrote. */
+__global__ void qk_norm_rope_bwd_kernel(float *dx, float *dy, const float *x, const float *rstd, const float *w,
+                                        const int32_t *pos, const osp_rope r, int64_t rows, int D) {
+    int64_t n = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
+    if (n >= rows) return;
+    int lane = threadIdx.x, D2 = D / 2;
+    const float *xr = x + n * D;
+    float *gr = dy + n * D;
+    const int32_t *p3 = pos + 3 * n;
+    float s = 0;
+    for (int q = lane; q < D2; q += 32) {
+        float ok;
+        float2 c = rope_cs(r, p3, q % r.npair, &ok);
+        float d0 = gr[2 * q], d1 = gr[2 * q + 1];
+        float g0 = d0 * c.x + d1 * c.y, g1 = d1 * c.x - d0 * c.y;
+        gr[2 * q] = g0;
+        gr[2 * q + 1] = g1;
+        s += g0 * w[2 * q] * xr[2 * q] + g1 * w[2 * q + 1] * xr[2 * q + 1];
+    }
+    float rs = rstd[n];
+    float k = warp_sum(s) / D * rs * rs;
+    if (!dx) return;
+    for (int q = lane; q < D2; q += 32)
+        for (int e = 2 * q; e < 2 * q + 2; e++) dx[n * D + e] += rs * (gr[e] * w[e] - xr[e] * k);
 }
 
 /* ------------------------------------------------------------------ backward (dx) */
@@ -263,6 +323,22 @@ void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, con
         rms_bwd_dx_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, rstd, w, N, D);
         CUDA_LAUNCH_CHECK();
     }
+    if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
+}
+
+void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                           const osp_rope *r, int64_t N, int H, float eps) {
+    if (N <= 0) return;
+    qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, rstd, x, w, pos, *r, N, H * r->d, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
+                           const int32_t *pos, const osp_rope *r, int64_t N, int H) {
+    if (N <= 0) return;
+    int D = H * r->d;
+    qk_norm_rope_bwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, rstd, w, pos, *r, N, D);
+    CUDA_LAUNCH_CHECK();
     if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
 }
 

@@ -83,12 +83,25 @@ typedef struct osp_backend {
     void (*rope_fwd)(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
     /* dx += R(-theta) dy.  dx may alias dy only if the caller zeroed nothing else into it. */
     void (*rope_bwd)(float *dx, const float *dy, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
+    /* The self-attention's q / k path fused: y = RoPE(RMSNorm(x) * w) over rows of D = H * head_dim
+     * (the norm spans all heads, the rotation acts per head); saves rstd [N]. One pass over x
+     * instead of a norm pass and a rotation pass. y may alias x. */
+    void (*qk_norm_rope_fwd)(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                             const osp_rope *r, int64_t N, int H, float eps);
+    /* Its backward: dx += d/dx, dw += d/dw. dy is consumed: on return it holds R(-theta) dy,
+     * the gradient at the norm's output (the caller's gradient scratch, so no extra buffer). */
+    void (*qk_norm_rope_bwd)(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
+                             const int32_t *pos, const osp_rope *r, int64_t N, int H);
 
     /* ---- attention ---- */
     /* o = softmax(q k^T / sqrt(d)) v per (row, head).  q,o [R,Nq,H*d]; k,v [Rkv,Nk,H*d]
      * with q row r reading k/v row r % Rkv (cross-attention shares the text rows).
      * kvalid [Rkv,Nk] (1 = key may be attended) or NULL. A query with no valid key gets 0.
-     * Saves lse [R,H,Nq]. Never materialises an Nq x Nk matrix. */
+     * Saves lse [R,H,Nq]. Never materialises an Nq x Nk matrix.
+     * Self-attention over a padded layout (kvalid given, Nq == Nk, R == Rkv): kvalid marks the
+     * valid queries too. Outputs (o, lse) at padding queries are finite but unspecified, and the
+     * caller passes dout = 0 there (no loss sees a padding token), so every backend agrees on
+     * all gradients. The CPU twin and osp's kernels still compute them exactly. */
     void (*attn_fwd)(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,
                      int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
     void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,

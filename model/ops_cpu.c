@@ -469,6 +469,20 @@ static void cpu_rope_bwd(float *dx, const float *dy, const int32_t *pos, const o
     }
 }
 
+/* The CPU twin of the fused q/k op is the composition itself: the two passes cost nothing
+ * extra here, and the CUDA kernel is checked against exactly this. */
+static void cpu_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                                 const osp_rope *r, int64_t N, int H, float eps) {
+    cpu_rmsnorm_fwd(y, rstd, x, w, N, H * r->d, eps);
+    cpu_rope_fwd(y, y, pos, r, N, H);
+}
+
+static void cpu_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
+                                 const int32_t *pos, const osp_rope *r, int64_t N, int H) {
+    cpu_rope_bwd(dy, dy, pos, r, N, H);
+    cpu_rmsnorm_bwd(dx, dw, dy, x, rstd, w, N, H * r->d);
+}
+
 /* ------------------------------------------------------------------ layouts */
 
 static void cpu_gather_rows(float *dst, const float *src, const int32_t *idx, int64_t n, int D) {
@@ -614,6 +628,8 @@ static const osp_backend cpu_backend = {
     .rope_free = cpu_rope_free,
     .rope_fwd = cpu_rope_fwd,
     .rope_bwd = cpu_rope_bwd,
+    .qk_norm_rope_fwd = cpu_qk_norm_rope_fwd,
+    .qk_norm_rope_bwd = cpu_qk_norm_rope_bwd,
     .attn_fwd = cpu_attn_fwd,
     .attn_bwd = cpu_attn_bwd,
     .gather_rows = cpu_gather_rows,

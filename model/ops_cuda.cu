@@ -179,12 +179,7 @@ static void cu_scale(float *x, float a, int64_t n) { EW_LAUNCH(scale_kernel, n, 
 /* ------------------------------------------------------------------ RoPE */
 
 /* Tables built in float64 on the host (as the Wan reference), stored as fp32 (cos, sin)
- * pairs [npair][max_pos]; the rotation itself runs in fp32. */
-struct osp_rope {
-    int d, npair, max_pos;
-    int axis_end0, axis_end1;
-    float2 *cs; /* device */
-};
+ * pairs [npair][max_pos] (struct osp_rope in cuda_common.cuh); the rotation runs in fp32. */
 
 static osp_rope *cu_rope_init(int d, int max_pos, double theta) {
     osp_rope *r = (osp_rope *)osp_calloc(1, sizeof *r);
@@ -466,6 +461,8 @@ static void cuda_backend_fill(osp_backend *b) {
     b->rope_free = cu_rope_free;
     b->rope_fwd = cu_rope_fwd;
     b->rope_bwd = cu_rope_bwd;
+    b->qk_norm_rope_fwd = cuda_qk_norm_rope_fwd;
+    b->qk_norm_rope_bwd = cuda_qk_norm_rope_bwd;
     b->attn_fwd = cuda_attn_fwd;
     b->attn_bwd = cuda_attn_bwd;
     b->gather_rows = cu_gather_rows;

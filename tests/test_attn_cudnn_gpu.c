@@ -64,8 +64,9 @@ static void check(const char *what, const char *shape, double err) {
     tu_check(name, err, TOL);
 }
 
-/* A key mask [R, Nk] with about `frac` of the keys masked (never all of a row), or NULL. */
-static uint8_t *mask_make(int64_t R, int64_t Nk, double frac) {
+/* A key mask [R, Nk] with about `frac` of the keys masked (never all of a row), or NULL; the
+ * host copy goes to *host (caller frees) when host is not NULL. */
+static uint8_t *mask_make(int64_t R, int64_t Nk, double frac, uint8_t **host) {
     if (frac <= 0) return NULL;
     uint8_t *h = tu_calloc((size_t)(R * Nk), 1);
     for (int64_t r = 0; r < R; r++) {
@@ -74,8 +75,23 @@ static uint8_t *mask_make(int64_t R, int64_t Nk, double frac) {
     }
     uint8_t *dm = G->alloc((size_t)(R * Nk));
     G->upload(dm, h, (size_t)(R * Nk));
-    free(h);
+    if (host) *host = h;
+    else free(h);
     return dm;
+}
+
+/* Self-attention over a padded layout (ops.h): the key mask marks the valid queries too. Padding
+ * queries get dO = 0 (no loss sees them), and their o and lse are unspecified, so comparisons
+ * zero them on both sides. x is [R*N, w] token rows, or (lse_H > 0) lse [R, lse_H, N]. */
+static void pad_rows_zero(float *x, const uint8_t *valid, int64_t R, int64_t N, int64_t w, int lse_H) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t t = 0; t < N; t++) {
+            if (valid[r * N + t]) continue;
+            if (lse_H)
+                for (int h = 0; h < lse_H; h++) x[(r * lse_H + h) * N + t] = 0;
+            else
+                memset(x + (r * N + t) * w, 0, sizeof(float) * (size_t)w);
+        }
 }
 
 static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d, double mask_frac) {
@@ -85,11 +101,13 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d, double m
     if (Nq == Nk) snprintf(shape, sizeof shape, "R%lld N%lld H%d d%d", (long long)R, (long long)Nq, H, d);
     else snprintf(shape, sizeof shape, "R%lld Nq%lld Nk%lld H%d d%d", (long long)R, (long long)Nq, (long long)Nk, H, d);
     if (mask_frac > 0) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " mask%.0f%%", 100 * mask_frac);
-    uint8_t *mask = mask_make(R, Nk, mask_frac);
+    uint8_t *hmask = NULL;
+    uint8_t *mask = mask_make(R, Nk, mask_frac, Nq == Nk ? &hmask : NULL);
     const int64_t nm = n > nk ? n : nk; /* prefill / zero buffers serve q- and k-sized gradients */
     const int64_t ng[3] = {n, nk, nk};  /* dq, dk, dv */
     float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, nk, 1.0), *hv = tu_randn(&rng, nk, 1.0);
     float *hdo = tu_randn(&rng, n, 1.0), *pre = tu_randn(&rng, nm, 1.0), *zero = tu_calloc((size_t)nm, sizeof(float));
+    if (hmask) pad_rows_zero(hdo, hmask, R, Nq, (int64_t)H * d, 0);
     float *q = dev_from(hq, n), *k = dev_from(hk, nk), *v = dev_from(hv, nk), *dout = dev_from(hdo, n);
     float *o1 = G->alloc(sizeof(float) * (size_t)n), *o2 = G->alloc(sizeof(float) * (size_t)n);
     float *l1 = G->alloc(sizeof(float) * (size_t)nl), *l2 = G->alloc(sizeof(float) * (size_t)nl);
@@ -102,6 +120,10 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d, double m
     TU_EXPECT(rc == 0, "cudnn unavailable: attn_cudnn_fwd declined %s: %s", shape, attn_cudnn_status());
     if (rc == 0) {
         float *ho1 = host_of(o1, n), *ho2 = host_of(o2, n), *hl1 = host_of(l1, nl), *hl2 = host_of(l2, nl);
+        if (hmask) {
+            float *all[4] = {ho1, ho2, hl1, hl2};
+            for (int i = 0; i < 4; i++) pad_rows_zero(all[i], hmask, R, Nq, (int64_t)H * d, i < 2 ? 0 : H);
+        }
         check("fwd o  ", shape, tu_rel_err_ff(ho2, ho1, n));
         check("fwd lse", shape, tu_rel_err_ff(hl2, hl1, nl));
         free(ho1), free(ho2), free(hl1), free(hl2);
@@ -168,7 +190,68 @@ static void test_shape(int64_t R, int64_t Nq, int64_t Nk, int H, int d, double m
     for (int i = 0; i < 3; i++) free(h1[i]), free(h2[i]), G->free(g1[i]), G->free(g2[i]);
     G->free(q), G->free(k), G->free(v), G->free(dout), G->free(o1), G->free(o2), G->free(l1), G->free(l2);
     if (mask) G->free(mask);
+    free(hmask);
     free(hq), free(hk), free(hv), free(hdo), free(pre), free(zero);
+}
+
+/* Padding queries that score far below every real key (the 480P Skiparse case): all valid keys
+ * share a component along u, padding queries point against it, so for them the zeroed masked
+ * keys carry nearly the whole softmax sum (x ~ 1). Their outputs are unspecified (ops.h), so
+ * cuDNN must still serve the call (before padding queries were told apart, it declined), agree
+ * with osp's kernel on every valid query and on all gradients, and keep padding outputs finite. */
+static void test_padding_queries(void) {
+    const int64_t R = 3, N = 600, npad = 150;
+    const int H = 2, d = 64, HD = H * d;
+    const int64_t n = R * N * HD, nl = R * H * N;
+    float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, n, 1.0), *hv = tu_randn(&rng, n, 1.0);
+    float *hdo = tu_randn(&rng, n, 1.0), *pre = tu_randn(&rng, n, 1.0);
+    uint8_t *hmask = tu_calloc((size_t)(R * N), 1);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t t = 0; t < N; t++) {
+            int valid = t < N - npad;
+            hmask[r * N + t] = (uint8_t)valid;
+            for (int c = 0; c < HD; c++) {
+                float u = (c % d == 0) ? 1.0f : 0.0f; /* unit vector of each head */
+                if (valid) hk[(r * N + t) * HD + c] += 3.0f * u;
+                else hq[(r * N + t) * HD + c] = -30.0f * u;
+            }
+        }
+    pad_rows_zero(hdo, hmask, R, N, HD, 0);
+    uint8_t *mask = G->alloc((size_t)(R * N));
+    G->upload(mask, hmask, (size_t)(R * N));
+    float *q = dev_from(hq, n), *k = dev_from(hk, n), *v = dev_from(hv, n), *dout = dev_from(hdo, n);
+    float *o1 = G->alloc(sizeof(float) * (size_t)n), *o2 = G->alloc(sizeof(float) * (size_t)n);
+    float *l1 = G->alloc(sizeof(float) * (size_t)nl), *l2 = G->alloc(sizeof(float) * (size_t)nl);
+    G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, H, d);
+    int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, N, N, H, d);
+    TU_EXPECT(rc == 0, "padding queries far below the real keys: cuDNN declined (%s)", attn_cudnn_status());
+    if (rc == 0) {
+        float *ho1 = host_of(o1, n), *ho2 = host_of(o2, n), *hl1 = host_of(l1, nl), *hl2 = host_of(l2, nl);
+        int64_t nonfinite = 0;
+        for (int64_t i = 0; i < n; i++) nonfinite += !isfinite(ho2[i]);
+        for (int64_t i = 0; i < nl; i++) nonfinite += !isfinite(hl2[i]);
+        TU_EXPECT(nonfinite == 0, "padding queries: %lld non-finite outputs", (long long)nonfinite);
+        float *all[4] = {ho1, ho2, hl1, hl2};
+        for (int i = 0; i < 4; i++) pad_rows_zero(all[i], hmask, R, N, HD, i < 2 ? 0 : H);
+        check("pad-q fwd o  ", "R3 N600 H2 d64 pad25%", tu_rel_err_ff(ho2, ho1, n));
+        check("pad-q fwd lse", "R3 N600 H2 d64 pad25%", tu_rel_err_ff(hl2, hl1, nl));
+        free(ho1), free(ho2), free(hl1), free(hl2);
+        static const char *gname[3] = {"pad-q bwd dq", "pad-q bwd dk", "pad-q bwd dv"};
+        float *g1[3], *g2[3];
+        for (int i = 0; i < 3; i++) g1[i] = dev_from(pre, n), g2[i] = dev_from(pre, n);
+        G->attn_bwd(g1[0], g1[1], g1[2], dout, o1, l1, q, k, v, mask, R, R, N, N, H, d);
+        rc = attn_cudnn_bwd(g2[0], g2[1], g2[2], dout, o2, l2, q, k, v, mask, R, N, N, H, d);
+        TU_EXPECT(rc == 0, "padding queries: attn_cudnn_bwd declined (%s)", attn_cudnn_status());
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            float *a = host_of(g2[i], n), *b = host_of(g1[i], n);
+            check(gname[i], "R3 N600 H2 d64 pad25%", grad_err(a, pre, b, pre, n));
+            free(a), free(b);
+        }
+        for (int i = 0; i < 3; i++) G->free(g1[i]), G->free(g2[i]);
+    }
+    free(hq), free(hk), free(hv), free(hdo), free(pre), free(hmask);
+    G->free(q), G->free(k), G->free(v), G->free(dout), G->free(o1), G->free(o2), G->free(l1), G->free(l2),
+        G->free(mask);
 }
 
 /* Most keys masked: the masked keys would carry most of cuDNN's softmax sum, so the direct call
@@ -179,7 +262,7 @@ static void test_heavy_mask(void) {
     float *q = dev_from(hq, n), *k = dev_from(hk, n), *v = dev_from(hv, n);
     float *o1 = G->alloc(sizeof(float) * (size_t)n), *o2 = G->alloc(sizeof(float) * (size_t)n);
     float *l1 = G->alloc(sizeof(float) * (size_t)nl), *l2 = G->alloc(sizeof(float) * (size_t)nl);
-    uint8_t *mask = mask_make(R, N, 0.97);
+    uint8_t *mask = mask_make(R, N, 0.97, NULL);
     int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, N, N, 2, 64);
     TU_EXPECT(rc == -1, "97%% of the keys masked: attn_cudnn_fwd should decline, returned %d", rc);
     G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, 2, 64); /* osp (OSP_ATTN_IMPL=osp) */
@@ -255,6 +338,7 @@ int main(void) {
     test_shape(4, 1000, 1000, 2, 128, 0.06);
     test_shape(4, 2048, 2048, 12, 128, 0.10);
     test_shape(2, 500, 500, 4, 64, 0.30);
+    test_padding_queries();
     test_heavy_mask();
     test_hooks();
     attn_cudnn_free();

@@ -294,6 +294,37 @@ static void test_rope(int64_t ntok, int H, int d) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
 }
 
+/* the fused q/k RMSNorm + RoPE against its CPU twin (the composition rmsnorm then rope) */
+static void test_qk_norm_rope(int64_t N, int H, int d) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld H%d d%d", (long long)N, H, d);
+    int D = H * d;
+    osp_rope *rc = C->rope_init(d, 1024, 10000.0), *rg = G->rope_init(d, 1024, 10000.0);
+    int32_t *pos = osp_malloc(sizeof(int32_t) * 3 * N);
+    for (int64_t i = 0; i < 3 * N; i++) pos[i] = (int32_t)(rnd_u64() % 1024);
+    int32_t *pos_g = dev_bytes(pos, sizeof(int32_t) * 3 * N);
+    size_t n = (size_t)N * D;
+    pair x = pair_rand(n, -2, 2), w = pair_rand(D, 0.5f, 1.5f), y = pair_poison(n), rstd = pair_poison(N);
+    C->qk_norm_rope_fwd(y.c, rstd.c, x.c, w.c, pos, rc, N, H, 1e-6f);
+    G->qk_norm_rope_fwd(y.g, rstd.g, x.g, w.g, pos_g, rg, N, H, 1e-6f);
+    check("qk_norm_rope_fwd y", shape, y, 1e-5);
+    check("qk_norm_rope_fwd rstd", shape, rstd, 1e-5);
+    pair dy = pair_rand(n, -1, 1), dx = pair_rand(n, -1, 1), dw = pair_rand(D, -1, 1);
+    C->qk_norm_rope_bwd(dx.c, dw.c, dy.c, x.c, rstd.c, w.c, pos, rc, N, H);
+    G->qk_norm_rope_bwd(dx.g, dw.g, dy.g, x.g, rstd.g, w.g, pos_g, rg, N, H);
+    check("qk_norm_rope_bwd dx (accum.)", shape, dx, 2e-5);
+    check("qk_norm_rope_bwd dw (accum.)", shape, dw, 2e-5);
+    check("qk_norm_rope_bwd dy rotated", shape, dy, 1e-5);
+    G->qk_norm_rope_fwd(x.g, rstd.g, x.g, w.g, pos_g, rg, N, H, 1e-6f); /* in place */
+    check("qk_norm_rope_fwd in place", shape, (pair){y.c, x.g, n}, 1e-5);
+    C->rope_free(rc);
+    G->rope_free(rg);
+    free(pos);
+    G->free(pos_g);
+    pair *all[] = {&x, &w, &y, &rstd, &dy, &dx, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
 /* ------------------------------------------------------------------ attention */
 
 /* Kernel variants of cuda_attn_*.cu (OSP_ATTN_FWD / OSP_ATTN_DQ / OSP_ATTN_KV); every one
@@ -605,8 +636,11 @@ int main(void) {
     test_linear(37, 48, 40, "fp32", 1e-5);
     test_linear(37, 48, 40, "bf16", 1e-2);
     test_linear(33, 35, 29, "fp32", 1e-5); /* odd sizes: unaligned leading dimensions */
+    test_linear(33, 35, 29, "bf16", 1e-2);
+    test_linear(37, 48, 40, "fast16bf", 1e-2);
     test_linear(2048, 1536, 1536, "fp32", 1e-5);
     test_linear(2048, 1536, 1536, "bf16", 1e-2);
+    test_linear(2048, 1536, 1536, "fast16bf", 1e-2);
     test_linear(2048, 1536, 8960, "bf16", 1e-2); /* FFN width: bias grad over > 8.4k columns */
     test_layernorm(37, 48, false);
     test_layernorm(37, 48, true);
@@ -623,6 +657,9 @@ int main(void) {
     test_rope(50, 3, 128);
     test_rope(50, 4, 32);
     test_rope(2048, 12, 128);
+    test_qk_norm_rope(37, 3, 32);
+    test_qk_norm_rope(50, 2, 64);
+    test_qk_norm_rope(2048, 12, 128);
     test_attn(2, 2, 100, 100, 2, 32, 0, 2);
     test_attn(4, 2, 77, 150, 3, 128, 1, 2);     /* Rkv != R, masks, an all-masked kv row */
     test_attn(2, 1, 200, 64, 2, 64, 0, 2);      /* cross-attention shape: short key side */
