@@ -100,6 +100,16 @@ void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n);
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O);
+/* linear_fwd / linear_bwd on HiF8 fake-quantised operands (x with sx, W with sw, dy with sg):
+ * the quantiser writes the GEMM operands directly (bf16 mode) instead of fp32 copies */
+void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
+                        int O, bool saturate);
+void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
+                        const float *W, float sw, int64_t N, int I, int O, bool saturate);
+/* pre = x W^T + b, y = gelu_tanh(pre) through the GEMM epilogue; -1 (nothing written) when
+ * cuBLASLt has no algorithm for it */
+int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
+                         int O);
 
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
 void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
@@ -123,6 +133,8 @@ void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y,
                        int64_t N, int D, int B, int64_t stride);
 /* out[c] += sum_n dy[n, c] for c < D (deterministic; the bias gradient) */
 void cuda_colsum_add(float *out, const float *dy, int64_t N, int D);
+/* out[c] += sum_n fq(dy[n, c]; s) (HiF8 fake quantisation on the fly; same order as colsum_add) */
+void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, float s, bool saturate);
 
 /* cuda_attn.cu */
 void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,

@@ -20,7 +20,9 @@
  * alignment and mode; the 32 MiB workspace is allocated once.
  */
 #include "cuda_common.cuh"
+#include "quant/hif8_cuda.cuh"
 
+#include <math.h>
 #include <string.h>
 
 #define GEMM_WORKSPACE_BYTES (32u << 20)
@@ -32,6 +34,7 @@ typedef struct {
     int64_t m, n, k, lda, ldb, ldc;
     int beta1;                  /* accumulate into C */
     int bias;                   /* bias epilogue */
+    int gelu_aux;               /* GELU epilogue writing the pre-activation to an aux matrix (ld = ldc) */
     int compute;                /* cublasComputeType_t */
     int align_a, align_b, align_c, align_bias;
 } gemm_key;
@@ -107,10 +110,52 @@ void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
     }
 }
 
-/* the bf16 copy of an operand in its own scratch slot (slots differ per operand of one call) */
-static const __nv_bfloat16 *operand_bf16(int slot, const float *x, int64_t n) {
+/* HiF8 fake quantisation straight into the bf16 operand: bf16(fq(x; s)), the value the two-step
+ * path (fq to fp32, then to bf16) gives, without the fp32 copy (every HiF8 value fits bf16, the
+ * division by s does not, so the bf16 rounding stays) */
+__global__ void fq_to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4, float s, bool sat) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 v = src[i];
+        dst[2 * i] = __floats2bfloat162_rn(hif8_fq_dev(v.x, s, sat), hif8_fq_dev(v.y, s, sat));
+        dst[2 * i + 1] = __floats2bfloat162_rn(hif8_fq_dev(v.z, s, sat), hif8_fq_dev(v.w, s, sat));
+    }
+}
+__global__ void fq_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(hif8_fq_dev(src[i], s, sat));
+}
+__global__ void fq_to_f32_kernel(float *dst, const float *src, int64_t n, float s, bool sat) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = hif8_fq_dev(src[i], s, sat);
+}
+
+/* A GEMM operand as the mode wants it, in its own scratch slot (slots differ per operand of one
+ * call): bf16 mode: bf16(x), or bf16(fq(x; s)) when s != 0; other modes: x itself, or an fp32
+ * fq(x; s) copy. */
+static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_t n, float s, bool sat) {
+    if (mode != GEMM_BF16) {
+        if (s == 0.0f) return x;
+        float *d = (float *)osp_cuda_scratch(slot, sizeof(float) * (size_t)n);
+        fq_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x, n, s, sat);
+        CUDA_LAUNCH_CHECK();
+        return d;
+    }
     __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
-    cuda_to_bf16(d, x, n);
+    if (s == 0.0f) {
+        cuda_to_bf16(d, x, n);
+        return d;
+    }
+    int64_t n4 = ((uintptr_t)x % 16 == 0) ? n / 4 : 0;
+    if (n4) {
+        fq_to_bf16_vec_kernel<<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>((__nv_bfloat162 *)d,
+                                                                                    (const float4 *)x, n4, s, sat);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (n > 4 * n4) {
+        fq_to_bf16_kernel<<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(d + 4 * n4, x + 4 * n4,
+                                                                                        n - 4 * n4, s, sat);
+        CUDA_LAUNCH_CHECK();
+    }
     return d;
 }
 
@@ -133,7 +178,7 @@ static void plan_destroy(gemm_plan *p) {
 }
 
 /* Returns the cached plan, building it on a miss; NULL when cuBLASLt offers no algorithm
- * (only possible with the bias epilogue: the caller then adds the bias itself). */
+ * (only possible with an epilogue: the caller then does the epilogue's work itself). */
 static gemm_plan *plan_get(const gemm_key *key) {
     for (int i = 0; i < GEMM_CACHE_SIZE; i++)
         if (gemm_cache[i].used && !memcmp(&gemm_cache[i].key, key, sizeof *key)) return &gemm_cache[i];
@@ -147,9 +192,14 @@ static gemm_plan *plan_get(const gemm_key *key) {
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, (cublasComputeType_t)key->compute, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (key->bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    if (key->bias || key->gelu_aux) {
+        cublasLtEpilogue_t epi = key->gelu_aux ? (key->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                                               : CUBLASLT_EPILOGUE_BIAS;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
+    if (key->gelu_aux) { /* aux is fp32 like D (the default aux type), same leading dimension */
+        int64_t ld = key->ldc;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
     }
     /* stored shapes: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n */
     cudaDataType_t tab = (cudaDataType_t)key->ab_type;
@@ -182,7 +232,7 @@ static gemm_plan *plan_get(const gemm_key *key) {
     cublasLtMatmulPreferenceDestroy(pref);
     p->used = 1;
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0) {
-        if (key->bias) {
+        if (key->bias || key->gelu_aux) {
             plan_destroy(p);
             return NULL;
         }
@@ -198,9 +248,11 @@ static gemm_plan *plan_get(const gemm_key *key) {
 }
 
 /* C(m x n, col-major, ldc, fp32) = op(A) op(B) [+ C if beta1] [+ bias[m] broadcast over n];
- * A and B are fp32 or (mode bf16) bf16 as the mode says */
-static void gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                 const void *B, int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias) {
+ * A and B are fp32 or (mode bf16) bf16 as the mode says. With aux: aux = that result and
+ * C = gelu_tanh(aux) (cuBLASLt's GELU epilogue); returns -1 when no algorithm offers it (nothing
+ * written), else 0. */
+static int gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                const void *B, int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias, float *aux) {
     gemm_key key;
     memset(&key, 0, sizeof key); /* padding must compare equal */
     key.ab_type = mode == GEMM_BF16 ? CUDA_R_16BF : CUDA_R_32F;
@@ -214,22 +266,31 @@ static void gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k
     key.ldc = ldc;
     key.beta1 = beta1;
     key.bias = bias != NULL;
+    key.gelu_aux = aux != NULL;
     key.compute = gemm_compute_type(mode);
     key.align_a = ptr_align(A);
     key.align_b = ptr_align(B);
     key.align_c = ptr_align(C);
     key.align_bias = bias ? ptr_align(bias) : 0;
+    if (aux) { /* the aux matrix shares D's shape and leading dimension: fold its alignment in */
+        int al = ptr_align(aux);
+        if (al < key.align_c) key.align_c = al;
+    }
     gemm_plan *p = plan_get(&key);
+    if (!p && aux) return -1;
     if (!p) { /* no bias-epilogue algorithm for this shape: plain GEMM, then add the bias */
-        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL);
+        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL, NULL);
         cuda_add_bias_cols(C, bias, m, n, ldc);
-        return;
+        return 0;
     }
     if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
     CUBLAS_CHECK(cublasLtMatmul(lt_handle, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
                                 lt_workspace, GEMM_WORKSPACE_BYTES, osp_cuda_stream));
+    return 0;
 }
 
 /* C[col j][row i] += bias[i] for the fallback path (column-major m x n) */
@@ -250,7 +311,9 @@ __global__ void fill_rows_kernel(float *y, const float *b, int64_t N, int O) {
         y[t] = b ? b[t % O] : 0.0f;
 }
 
-void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
+/* y = fq(x; sx) fq(W; sw)^T + b (a scale of 0: that operand as is) */
+static void linear_fwd_impl(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N,
+                            int I, int O, bool sat) {
     if (N <= 0 || O <= 0) return;
     if (I <= 0) { /* degenerate: y = b (or 0) */
         fill_rows_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, b, N, O);
@@ -259,31 +322,65 @@ void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, i
     }
     /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
     gemm_mode mode = gemm_mode_get();
-    const void *A = W, *Bm = x;
-    if (mode == GEMM_BF16) {
-        A = operand_bf16(SCRATCH_GEMM_W, W, (int64_t)O * I);
-        Bm = operand_bf16(SCRATCH_GEMM_X, x, N * I);
+    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
+    const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b, NULL);
+}
+
+void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
+    linear_fwd_impl(y, x, 0.0f, W, 0.0f, b, N, I, O, false);
+}
+
+/* Inside the impls a scale of 0 means "not quantised"; a real scale of 0 (amax = Inf) must still
+ * give what fq gives, x * 0 / 0 = NaN, and a NaN scale does exactly that. */
+static inline float fq_scale_arg(float s) { return s == 0.0f ? NAN : s; }
+
+void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
+                        int O, bool saturate) {
+    linear_fwd_impl(y, x, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+}
+
+/* pre = x W^T + b and y = gelu_tanh(pre) in one GEMM (epilogue GELU_AUX[_BIAS]); -1 when
+ * cuBLASLt offers no such algorithm for the shape (the caller runs linear + gelu instead) */
+int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
+                         int O) {
+    if (N <= 0 || O <= 0 || I <= 0) return -1;
+    gemm_mode mode = gemm_mode_get();
+    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
+    const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
+    return gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b, pre);
+}
+
+/* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is) */
+static void linear_bwd_impl(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
+                            const float *W, float sw, int64_t N, int I, int O, bool sat) {
+    if (N <= 0 || O <= 0) return;
+    if (I > 0 && (dx || dW)) {
+        gemm_mode mode = gemm_mode_get();
+        const void *g = operand_prep(mode, SCRATCH_GEMM_DY, dy, N * O, sg, sat); /* once for both products */
+        /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
+        if (dx) {
+            const void *Wo = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
+            gemm(mode, 0, 0, I, N, O, Wo, I, g, O, dx, I, 1, NULL, NULL);
+        }
+        /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
+        if (dW) {
+            const void *xo = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+            gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, I, 1, NULL, NULL);
+        }
     }
-    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b);
+    if (db) {
+        if (sg != 0.0f) cuda_colsum_fq_add(db, dy, N, O, sg, sat);
+        else cuda_colsum_add(db, dy, N, O);
+    }
 }
 
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O) {
-    if (N <= 0 || O <= 0) return;
-    if (I > 0 && (dx || dW)) {
-        gemm_mode mode = gemm_mode_get();
-        const void *dyo = dy; /* converted once for both products */
-        if (mode == GEMM_BF16) dyo = operand_bf16(SCRATCH_GEMM_DY, dy, N * O);
-        /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
-        if (dx) {
-            const void *Wo = mode == GEMM_BF16 ? (const void *)operand_bf16(SCRATCH_GEMM_W, W, (int64_t)O * I) : W;
-            gemm(mode, 0, 0, I, N, O, Wo, I, dyo, O, dx, I, 1, NULL);
-        }
-        /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
-        if (dW) {
-            const void *xo = mode == GEMM_BF16 ? (const void *)operand_bf16(SCRATCH_GEMM_X, x, N * I) : x;
-            gemm(mode, 0, 1, I, O, N, xo, I, dyo, O, dW, I, 1, NULL);
-        }
-    }
-    if (db) cuda_colsum_add(db, dy, N, O);
+    linear_bwd_impl(dx, dW, db, dy, 0.0f, x, 0.0f, W, 0.0f, N, I, O, false);
+}
+
+void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
+                        const float *W, float sw, int64_t N, int I, int O, bool saturate) {
+    linear_bwd_impl(dx, dW, db, dy, fq_scale_arg(sg), x, fq_scale_arg(sx), W, fq_scale_arg(sw), N, I, O, saturate);
 }

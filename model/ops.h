@@ -43,6 +43,16 @@ typedef struct osp_backend {
     void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
                        int64_t N, int K, int O);
 
+    /* HiF8 fake-quantised linear (quant/qlinear.h), offered where the backend fuses the quantisation
+     * into its operand preparation (CUDA: the quantiser writes the bf16 GEMM operands, no fp32
+     * copies); NULL otherwise (the CPU: qlinear then quantises into scratch and calls linear_*).
+     * Same result as hif8_fq(x; sx), hif8_fq(W; sw), hif8_fq(dy; sg) followed by linear_fwd /
+     * linear_bwd on the copies, db included (colsum of the quantised dy). */
+    void (*linear_fq_fwd)(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N,
+                          int K, int O, bool saturate);
+    void (*linear_fq_bwd)(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
+                          const float *W, float sw, int64_t N, int K, int O, bool saturate);
+
     /* ---- normalisation ---- */
     /* y = (x - mean)/sqrt(var + eps) [* w + b]  over the last dim D; saves mean, rstd [N] */
     void (*layernorm_fwd)(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
@@ -64,6 +74,10 @@ typedef struct osp_backend {
     /* ---- elementwise ---- */
     void (*gelu_fwd)(float *y, const float *x, int64_t n); /* tanh approximation */
     void (*gelu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
+    /* The FFN's first layer with its activation: pre = x W^T + b (kept for gelu_bwd), y = gelu(pre).
+     * Same result as linear_fwd then gelu_fwd; the CUDA backend does it in the GEMM epilogue. */
+    void (*linear_gelu_fwd)(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int K,
+                            int O);
     void (*silu_fwd)(float *y, const float *x, int64_t n);
     void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
     /* x[R,N,D] += y * gate[b]  (gated residual, gate at base + (r % B)*stride) */

@@ -324,6 +324,13 @@ static void cpu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) 
     }
 }
 
+/* the FFN's first layer: the CUDA backend fuses this into the GEMM epilogue */
+static void cpu_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N,
+                                int K, int O) {
+    cpu_linear_fwd(pre, x, W, b, N, K, O);
+    cpu_gelu_fwd(y, pre, N * O);
+}
+
 static void cpu_silu_fwd(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
@@ -617,6 +624,7 @@ static const osp_backend cpu_backend = {
     .rmsnorm_fwd = cpu_rmsnorm_fwd,
     .rmsnorm_bwd = cpu_rmsnorm_bwd,
     .gelu_fwd = cpu_gelu_fwd,
+    .linear_gelu_fwd = cpu_linear_gelu_fwd,
     .gelu_bwd = cpu_gelu_bwd,
     .silu_fwd = cpu_silu_fwd,
     .silu_bwd = cpu_silu_bwd,

@@ -163,6 +163,12 @@ __global__ void axpby_kernel(float *y, float a, const float *x, float b, int64_t
 __global__ void scale_kernel(float *x, float a, int64_t n) { GRID_STRIDE(i, n) x[i] *= a; }
 
 static void cu_gelu_fwd(float *y, const float *x, int64_t n) { EW_LAUNCH(gelu_fwd_kernel, n, y, x, n); }
+static void cu_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int K,
+                               int O) {
+    if (cuda_linear_gelu_fwd(y, pre, x, W, b, N, K, O) == 0) return;
+    cuda_linear_fwd(pre, x, W, b, N, K, O); /* no epilogue algorithm for this shape: two passes */
+    cu_gelu_fwd(y, pre, N * O);
+}
 static void cu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, x, n);
 }
@@ -449,7 +455,10 @@ static void cuda_backend_fill(osp_backend *b) {
     b->ln_mod_bwd = cuda_ln_mod_bwd;
     b->rmsnorm_fwd = cuda_rmsnorm_fwd;
     b->rmsnorm_bwd = cuda_rmsnorm_bwd;
+    b->linear_fq_fwd = cuda_linear_fq_fwd;
+    b->linear_fq_bwd = cuda_linear_fq_bwd;
     b->gelu_fwd = cu_gelu_fwd;
+    b->linear_gelu_fwd = cu_linear_gelu_fwd;
     b->gelu_bwd = cu_gelu_bwd;
     b->silu_fwd = cu_silu_fwd;
     b->silu_bwd = cu_silu_bwd;

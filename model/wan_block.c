@@ -153,8 +153,12 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
     be->add(a->x2, a->cyo, M * D);
     /* FFN: LN + modulation, Linear, GELU(tanh), Linear, gated residual */
     be->ln_mod_fwd(a->h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
-    lin_fwd(m, i, SITE_F1, a->f1, a->h2, &p->f1, M, D, F);
-    be->gelu_fwd(a->f2, a->f1, M * F);
+    if (block_quantised(m, i)) {
+        lin_fwd(m, i, SITE_F1, a->f1, a->h2, &p->f1, M, D, F);
+        be->gelu_fwd(a->f2, a->f1, M * F);
+    } else {
+        be->linear_gelu_fwd(a->f2, a->f1, a->h2, p->f1.w, p->f1.b, M, D, F); /* one pass: GEMM epilogue */
+    }
     lin_fwd(m, i, SITE_F2, a->yf, a->f2, &p->f2, M, F, D);
     be->copy(xout, a->x2, sizeof(float) * M * D);
     be->gate_res_fwd(xout, a->yf, a->mod + 5 * D, R, N, D, B, st);

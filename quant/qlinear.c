@@ -50,6 +50,14 @@ static void x_quant(const osp_backend *be, const qlinear_scratch *s, const float
 
 void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, const float *x,
                  const float *W, const float *b, int64_t N, int K, int O) {
+    if (be->linear_fq_fwd) { /* the backend quantises while preparing its GEMM operands */
+        if (!replay) {
+            q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, N * K));
+            q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
+        }
+        be->linear_fq_fwd(y, x, q->sx, W, q->sw, b, N, K, O, q->saturate);
+        return;
+    }
     if (replay) {
         x_quant(be, s, x, N * K, q->sx, q->saturate);
         be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
@@ -64,6 +72,11 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
 
 void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
                  const float *dy, const float *x, const float *W, int64_t N, int K, int O) {
+    if (be->linear_fq_bwd) {
+        float sg = fq_scaler_scale(&q->g, be->absmax(dy, N * O));
+        be->linear_fq_bwd(dx, dW, db, dy, sg, x, q->sx, W, q->sw, N, K, O, q->saturate);
+        return;
+    }
     x_quant(be, s, x, N * K, q->sx, q->saturate);
     be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
     qtensor(be, &q->g, s->qg, dy, N * O, q->saturate);

@@ -141,6 +141,78 @@ static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
     unsetenv("OSP_CUDA_GEMM");
 }
 
+/* The fused HiF8 linear (linear_fq_fwd / _bwd) against the CPU's two steps (hif8_fq of each
+ * operand, then linear_*), and bitwise against the GPU's own two steps: the quantiser writing the
+ * GEMM operands directly must not change a bit. */
+static void test_linear_fq(int64_t N, int I, int O, const char *mode, double tol) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
+    setenv("OSP_CUDA_GEMM", mode, 1);
+    const float sx = 37.3f, sw = 251.7f, sg = 1913.1f; /* amax ~1 -> targets of a few hundred */
+    const int64_t nx = N * I, nw = (int64_t)O * I, ny = N * O;
+    pair x = pair_rand((size_t)nx, -1, 1), W = pair_rand((size_t)nw, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
+    pair dy = pair_rand((size_t)ny, -1, 1);
+    pair qx = pair_poison((size_t)nx), qw = pair_poison((size_t)nw), qg = pair_poison((size_t)ny);
+    C->hif8_fq(qx.c, x.c, nx, sx, true), G->hif8_fq(qx.g, x.g, nx, sx, true);
+    C->hif8_fq(qw.c, W.c, nw, sw, true), G->hif8_fq(qw.g, W.g, nw, sw, true);
+    C->hif8_fq(qg.c, dy.c, ny, sg, true), G->hif8_fq(qg.g, dy.g, ny, sg, true);
+    pair y = pair_poison((size_t)ny), y2 = pair_poison((size_t)ny);
+    C->linear_fwd(y.c, qx.c, qw.c, b.c, N, I, O);
+    G->linear_fq_fwd(y.g, x.g, sx, W.g, sw, b.g, N, I, O, true);
+    check("linear_fq_fwd", shape, y, tol);
+    G->linear_fwd(y2.g, qx.g, qw.g, b.g, N, I, O);
+    check_same("linear_fq_fwd = fq + linear", shape, y.g, y2.g, (size_t)ny);
+    pair dx = pair_rand((size_t)nx, -1, 1), dW = pair_rand((size_t)nw, -1, 1), db = pair_rand(O, -1, 1);
+    pair dx2 = pair_rand((size_t)nx, -1, 1), dW2 = pair_rand((size_t)nw, -1, 1), db2 = pair_rand(O, -1, 1);
+    G->copy(dx2.g, dx.g, sizeof(float) * nx), G->copy(dW2.g, dW.g, sizeof(float) * nw), G->copy(db2.g, db.g, 4 * O);
+    C->linear_bwd(dx.c, dW.c, db.c, qg.c, qx.c, qw.c, N, I, O);
+    G->linear_fq_bwd(dx.g, dW.g, db.g, dy.g, sg, x.g, sx, W.g, sw, N, I, O, true);
+    check("linear_fq_bwd dx", shape, dx, tol);
+    check("linear_fq_bwd dW", shape, dW, tol);
+    check("linear_fq_bwd db", shape, db, 2e-5);
+    G->linear_bwd(dx2.g, dW2.g, db2.g, qg.g, qx.g, qw.g, N, I, O);
+    check_same("linear_fq_bwd dx = two steps", shape, dx.g, dx2.g, (size_t)nx);
+    check_same("linear_fq_bwd dW = two steps", shape, dW.g, dW2.g, (size_t)nw);
+    check_same("linear_fq_bwd db = two steps", shape, db.g, db2.g, (size_t)O);
+    pair *all[] = {&x, &W, &b, &dy, &qx, &qw, &qg, &y, &y2, &dx, &dW, &db, &dx2, &dW2, &db2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    unsetenv("OSP_CUDA_GEMM");
+}
+
+/* The GELU epilogue (linear_gelu_fwd) against its CPU twin (linear then gelu), then the GELU
+ * itself in isolation: W = I, b = 0 and inputs exactly representable in bf16 make pre = x
+ * exactly, so y - gelu_tanh(x) is the epilogue's own GELU error (printed as max |diff|). */
+static void test_linear_gelu(int64_t N, int I, int O, const char *mode, double tol) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
+    setenv("OSP_CUDA_GEMM", mode, 1);
+    pair x = pair_rand((size_t)N * I, -1, 1), W = pair_rand((size_t)O * I, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
+    pair y = pair_poison((size_t)N * O), pre = pair_poison((size_t)N * O);
+    C->linear_gelu_fwd(y.c, pre.c, x.c, W.c, b.c, N, I, O);
+    G->linear_gelu_fwd(y.g, pre.g, x.g, W.g, b.g, N, I, O);
+    check("linear_gelu_fwd y", shape, y, tol);
+    check("linear_gelu_fwd pre", shape, pre, tol);
+    pair *all[] = {&x, &W, &b, &y, &pre};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+
+    int n = 256; /* identity: 256 x 256, values k/16 in [-4, 4) (8 significant bits at most) */
+    float *hx = osp_malloc(sizeof(float) * n * n), *hI = osp_calloc((size_t)n * n, sizeof(float));
+    for (int i = 0; i < n * n; i++) hx[i] = (float)((int)(rnd_u64() % 128) - 64) / 16.0f;
+    for (int i = 0; i < n; i++) hI[i * n + i] = 1.0f;
+    float *dx = dev_bytes(hx, sizeof(float) * n * n), *dI = dev_bytes(hI, sizeof(float) * n * n);
+    float *dy = G->alloc(sizeof(float) * n * n), *dpre = G->alloc(sizeof(float) * n * n);
+    G->linear_gelu_fwd(dy, dpre, dx, dI, NULL, n, n, n);
+    float *gy = osp_malloc(sizeof(float) * n * n), *ref = osp_malloc(sizeof(float) * n * n);
+    G->download(gy, dy, sizeof(float) * n * n);
+    C->gelu_fwd(ref, hx, (int64_t)n * n);
+    double mx = 0;
+    for (int i = 0; i < n * n; i++) mx = fmax(mx, fabs((double)gy[i] - ref[i]));
+    report("linear_gelu_fwd: GELU max|diff|", mode, mx, 2e-3);
+    free(hx), free(hI), free(gy), free(ref);
+    G->free(dx), G->free(dI), G->free(dy), G->free(dpre);
+    unsetenv("OSP_CUDA_GEMM");
+}
+
 /* ------------------------------------------------------------------ norms */
 
 static void test_layernorm(int64_t N, int D, bool affine) {
@@ -642,6 +714,13 @@ int main(void) {
     test_linear(2048, 1536, 1536, "bf16", 1e-2);
     test_linear(2048, 1536, 1536, "fast16bf", 1e-2);
     test_linear(2048, 1536, 8960, "bf16", 1e-2); /* FFN width: bias grad over > 8.4k columns */
+    test_linear_gelu(37, 48, 40, "bf16", 1e-2);
+    test_linear_gelu(37, 48, 40, "fp32", 1e-4);
+    test_linear_gelu(2048, 1536, 8960, "bf16", 1e-2);
+    test_linear_fq(37, 48, 40, "bf16", 1e-2);
+    test_linear_fq(33, 35, 29, "bf16", 1e-2);
+    test_linear_fq(37, 48, 40, "fp32", 1e-5);
+    test_linear_fq(2048, 1536, 8960, "bf16", 1e-2);
     test_layernorm(37, 48, false);
     test_layernorm(37, 48, true);
     test_layernorm(2048, 1536, true);
