@@ -632,7 +632,7 @@ extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float 
          * ops.h leaves the outputs of padding queries unspecified (finite) */
         cdn_fix_masked(o, ob, lse, nmask, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
-            snprintf(cdn.why, sizeof cdn.why, "masked keys carry over half of a softmax sum: osp's masked kernel");
+            snprintf(cdn.why, sizeof cdn.why, "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
             cdn_note("%s", cdn.why);
             return -1;
         }

@@ -6,6 +6,8 @@
  */
 #include "cuda_attn_cudnn_conv.cuh"
 
+#define CDN_X_MAX 0.99f /* largest share of the softmax sum the zeroed keys may carry (below) */
+
 static __global__ void cdn_to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __bfloat162float(src[i]);
@@ -30,8 +32,12 @@ void cdn_add(float *dst, const bf16 *src, int64_t n) {
  * masked rows are zero: each masked key then scores exactly 0 and adds exactly 1 to the softmax
  * sum Z and nothing to its numerator, so with n masked keys in the row
  *   Z_valid = Z - n = Z (1 - x),  x = n exp(-lse),  o = o_cudnn / (1 - x),  lse = lse_cudnn + log(1 - x)
- * (x <= 1 always: the masked keys alone give Z >= n). Rows with x > 1/2 would lose precision in
- * 1 - x: they raise a flag and the call goes to osp's masked kernels. The backward needs no mask:
+ * (x <= 1 always: the masked keys alone give Z >= n). The scaling by 1 / (1 - x) keeps o's
+ * relative error (bf16 from cuDNN); what degrades is 1 - x itself: lse_cudnn carries ~1e-6
+ * absolute error (fp32), so 1 - x carries ~1e-6 x / (1 - x) relative error, 1e-4 at x = 0.99,
+ * well under bf16's 4e-3. Rows with x > CDN_X_MAX = 0.99 raise a flag and the call goes to osp's
+ * masked kernels (typically a subsequence whose real keys all score far below 0 for some
+ * query). The backward needs no mask:
  * given the corrected o and lse, P = exp(s - lse) is exact for valid keys, a zero key row adds
  * nothing to dQ, and the masked rows of dK, dV (garbage) are simply not added. */
 static __global__ void cdn_to_bf16_masked_kernel(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
@@ -65,10 +71,10 @@ static __global__ void cdn_fix_o_kernel(float *o, const bf16 *ob, const float *l
         int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
         int h = (int)((i / d) % H);
         float x = nmask[r] * expf(-lse[(r * H + h) * Nq + t]);
-        o[i] = __bfloat162float(ob[i]) / (1.0f - fminf(x, 0.5f));
+        o[i] = __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX));
     }
 }
-/* lse += log(1 - x); flag rows with x > 1/2, among the valid queries only when qvalid is given
+/* lse += log(1 - x); flag rows with x > CDN_X_MAX, among the valid queries only when qvalid is given
  * (self-attention over a padded layout: a padding query's output is never used, it only has to
  * be finite, which the clamp guarantees) */
 static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t Nq,
@@ -76,8 +82,8 @@ static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const 
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / (Nq * H), t = i % Nq;
         float x = nmask[r] * expf(-lse[i]);
-        if (x > 0.5f && (!qvalid || qvalid[r * Nq + t])) *flag = 1;
-        lse[i] += log1pf(-fminf(x, 0.5f));
+        if (x > CDN_X_MAX && (!qvalid || qvalid[r * Nq + t])) *flag = 1;
+        lse[i] += log1pf(-fminf(x, CDN_X_MAX));
     }
 }
 
