@@ -81,53 +81,50 @@ static int gemm_compute_type(gemm_mode m) {
 
 /* ------------------------------------------------------------ fp32 -> bf16 */
 
-/* Four values per thread when the pointers allow 16-byte loads (every activation buffer and
- * scratch slot does); the tail and unaligned views go one by one. */
-__global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4) {
+/* bf16(x), or with FQ the HiF8 fake quantisation straight into the bf16 operand: bf16(fq(x; s)),
+ * the value the two-step path (fq to fp32, then to bf16) gives, without the fp32 copy (every HiF8
+ * value fits bf16, the division by s does not, so the bf16 rounding stays). Four values per
+ * thread when the pointers allow 16-byte loads (every activation buffer and scratch slot does);
+ * the tail and unaligned views go one by one. */
+template <bool FQ>
+__device__ __forceinline__ float prep_val(float v, float s, bool sat) {
+    return FQ ? hif8_fq_dev(v, s, sat) : v;
+}
+template <bool FQ>
+__global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4, float s, bool sat) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
         float4 v = src[i];
-        dst[2 * i] = __floats2bfloat162_rn(v.x, v.y);
-        dst[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+        dst[2 * i] = __floats2bfloat162_rn(prep_val<FQ>(v.x, s, sat), prep_val<FQ>(v.y, s, sat));
+        dst[2 * i + 1] = __floats2bfloat162_rn(prep_val<FQ>(v.z, s, sat), prep_val<FQ>(v.w, s, sat));
     }
 }
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n) {
+template <bool FQ>
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
-}
-
-void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
-    if (n <= 0) return;
-    int64_t n4 = ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) ? n / 4 : 0;
-    if (n4) {
-        to_bf16_vec_kernel<<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>((__nv_bfloat162 *)dst,
-                                                                                 (const float4 *)src, n4);
-        CUDA_LAUNCH_CHECK();
-    }
-    if (n > 4 * n4) {
-        to_bf16_kernel<<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(dst + 4 * n4, src + 4 * n4,
-                                                                                     n - 4 * n4);
-        CUDA_LAUNCH_CHECK();
-    }
-}
-
-/* HiF8 fake quantisation straight into the bf16 operand: bf16(fq(x; s)), the value the two-step
- * path (fq to fp32, then to bf16) gives, without the fp32 copy (every HiF8 value fits bf16, the
- * division by s does not, so the bf16 rounding stays) */
-__global__ void fq_to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4, float s, bool sat) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
-        float4 v = src[i];
-        dst[2 * i] = __floats2bfloat162_rn(hif8_fq_dev(v.x, s, sat), hif8_fq_dev(v.y, s, sat));
-        dst[2 * i + 1] = __floats2bfloat162_rn(hif8_fq_dev(v.z, s, sat), hif8_fq_dev(v.w, s, sat));
-    }
-}
-__global__ void fq_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(hif8_fq_dev(src[i], s, sat));
+        dst[i] = __float2bfloat16_rn(prep_val<FQ>(src[i], s, sat));
 }
 __global__ void fq_to_f32_kernel(float *dst, const float *src, int64_t n, float s, bool sat) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = hif8_fq_dev(src[i], s, sat);
 }
+
+template <bool FQ>
+static void to_bf16_launch(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
+    if (n <= 0) return;
+    int64_t n4 = ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) ? n / 4 : 0;
+    if (n4) {
+        to_bf16_vec_kernel<FQ><<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>(
+            (__nv_bfloat162 *)dst, (const float4 *)src, n4, s, sat);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (n > 4 * n4) {
+        to_bf16_kernel<FQ><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(dst + 4 * n4, src + 4 * n4,
+                                                                                          n - 4 * n4, s, sat);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) { to_bf16_launch<false>(dst, src, n, 0.0f, false); }
 
 /* A GEMM operand as the mode wants it, in its own scratch slot (slots differ per operand of one
  * call): bf16 mode: bf16(x), or bf16(fq(x; s)) when s != 0; other modes: x itself, or an fp32
@@ -141,21 +138,8 @@ static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_
         return d;
     }
     __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
-    if (s == 0.0f) {
-        cuda_to_bf16(d, x, n);
-        return d;
-    }
-    int64_t n4 = ((uintptr_t)x % 16 == 0) ? n / 4 : 0;
-    if (n4) {
-        fq_to_bf16_vec_kernel<<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>((__nv_bfloat162 *)d,
-                                                                                    (const float4 *)x, n4, s, sat);
-        CUDA_LAUNCH_CHECK();
-    }
-    if (n > 4 * n4) {
-        fq_to_bf16_kernel<<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(d + 4 * n4, x + 4 * n4,
-                                                                                        n - 4 * n4, s, sat);
-        CUDA_LAUNCH_CHECK();
-    }
+    if (s == 0.0f) to_bf16_launch<false>(d, x, n, 0.0f, false);
+    else to_bf16_launch<true>(d, x, n, s, sat);
     return d;
 }
 
