@@ -127,8 +127,8 @@ void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w
                            const osp_rope *r, int64_t N, int H, float eps);
 void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
                            const int32_t *pos, const osp_rope *r, int64_t N, int H);
-void cuda_gate_res_fwd(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
-                       int64_t stride);
+void cuda_gate_res_fwd(float *out, const float *x, const float *y, const float *gate, const int32_t *idx, int64_t nout,
+                       int64_t R, int64_t N, int D, int B, int64_t stride);
 void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
                        int64_t N, int D, int B, int64_t stride);
 /* out[c] += sum_n dy[n, c] for c < D (deterministic; the bias gradient) */

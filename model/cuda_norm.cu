@@ -349,11 +349,27 @@ void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, cons
     if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
 }
 
-void cuda_gate_res_fwd(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
-                       int64_t stride) {
-    int64_t total = R * N * D;
+/* out[j] = x[s] + y[s] * gate[b(s)], s = idx ? idx[j] : j (idx[j] < 0: a zero row) */
+__global__ void gate_res_out_kernel(float *out, const float *x, const float *y, const float *gate, const int32_t *idx,
+                                    int64_t total, int64_t N, int D, int B, int64_t stride) {
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t j = t / D;
+        int c = (int)(t % D);
+        int64_t s = idx ? idx[j] : j;
+        if (s < 0) {
+            out[t] = 0.0f;
+            continue;
+        }
+        out[t] = x[s * D + c] + y[s * D + c] * gate[((s / N) % B) * stride + c];
+    }
+}
+
+void cuda_gate_res_fwd(float *out, const float *x, const float *y, const float *gate, const int32_t *idx, int64_t nout,
+                       int64_t R, int64_t N, int D, int B, int64_t stride) {
+    int64_t total = (idx ? nout : R * N) * D;
     if (total <= 0) return;
-    gate_res_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_stream>>>(x, y, gate, total, N, D, B, stride);
+    gate_res_out_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_stream>>>(out, x, y, gate, idx, total, N, D, B,
+                                                                                  stride);
     CUDA_LAUNCH_CHECK();
 }
 

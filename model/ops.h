@@ -80,9 +80,12 @@ typedef struct osp_backend {
                             int O);
     void (*silu_fwd)(float *y, const float *x, int64_t n);
     void (*silu_bwd)(float *dx, const float *dy, const float *x, int64_t n);
-    /* x[R,N,D] += y * gate[b]  (gated residual, gate at base + (r % B)*stride) */
-    void (*gate_res_fwd)(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
-                         int64_t stride);
+    /* Gated residual out = x + y * gate[b] over token rows [R,N,D] (gate at base + (r % B)*stride);
+     * out may alias x. With idx, a layout move is fused in (one pass instead of residual then
+     * gather): out has nout rows, out[j] = x[s] + y[s] * gate[(s / N) % B] for s = idx[j] >= 0 and
+     * 0 for idx[j] < 0 (gather_rows' convention); out must not alias x or y then. */
+    void (*gate_res_fwd)(float *out, const float *x, const float *y, const float *gate, const int32_t *idx,
+                         int64_t nout, int64_t R, int64_t N, int D, int B, int64_t stride);
     /* dy += dx * gate[b];  dgate[b] += sum_n dx * y */
     void (*gate_res_bwd)(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
                          int64_t N, int D, int B, int64_t stride);

@@ -344,12 +344,19 @@ static void cpu_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) 
     }
 }
 
-static void cpu_gate_res_fwd(float *x, const float *y, const float *gate, int64_t R, int64_t N, int D, int B,
-                             int64_t stride) {
+static void cpu_gate_res_fwd(float *out, const float *x, const float *y, const float *gate, const int32_t *idx,
+                             int64_t nout, int64_t R, int64_t N, int D, int B, int64_t stride) {
+    int64_t rows = idx ? nout : R * N;
 #pragma omp parallel for schedule(static)
-    for (int64_t rn = 0; rn < R * N; rn++) {
-        const float *g = gate + ((rn / N) % B) * stride;
-        for (int i = 0; i < D; i++) x[rn * D + i] += y[rn * D + i] * g[i];
+    for (int64_t j = 0; j < rows; j++) {
+        int64_t s = idx ? idx[j] : j; /* source token row */
+        float *o = out + j * D;
+        if (s < 0) {
+            memset(o, 0, sizeof(float) * (size_t)D);
+            continue;
+        }
+        const float *g = gate + ((s / N) % B) * stride, *xs = x + s * D, *ys = y + s * D;
+        for (int i = 0; i < D; i++) o[i] = xs[i] + ys[i] * g[i];
     }
 }
 

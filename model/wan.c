@@ -304,7 +304,6 @@ static void carve_block(carver *c, block_acts *a, int64_t M, int64_t Mt, int64_t
     a->crq = carve(c, M);
     a->co = carve(c, M * D);
     a->clse = carve(c, R * H * N);
-    a->cyo = carve(c, M * D);
     a->ckp = carve(c, Mt * D);
     a->ck = carve(c, Mt * D);
     a->cv = carve(c, Mt * D);
@@ -453,9 +452,6 @@ static skip_kind next_kind(const wan_model *m, int i) {
     return i + 1 < m->cfg.num_layers ? m->kind[i + 1] : LAYOUT_RASTER;
 }
 
-/* Where block i writes its output: straight into the next block's input buffer, or into
- * xtmp when a layout move (a gather, which cannot run in place) follows. */
-static float *block_out(wan_model *m, int i) { return next_kind(m, i) != m->kind[i] ? m->xtmp : m->xs[i + 1]; }
 
 void wan_forward(wan_model *m, const float *latents, const float *timesteps, const float *text, float *out) {
     const osp_backend *be = m->be;
@@ -490,10 +486,11 @@ void wan_forward(wan_model *m, const float *latents, const float *timesteps, con
         be->copy(m->xs[0], m->x0, sizeof(float) * BL * D);
     for (int i = 0; i < c->num_layers; i++) {
         skip_kind k = m->kind[i], next = next_kind(m, i);
-        wan_block_forward(m, i, m->xs[i], block_out(m, i));
-        if (next != k)
-            be->gather_rows(i + 1 < c->num_layers ? m->xs[i + 1] : m->xfin, m->xtmp, m->move[k][next],
-                            m->lay[next].host.npos, D);
+        if (next != k) /* the block's last residual writes the next layout directly */
+            wan_block_forward(m, i, m->xs[i], i + 1 < c->num_layers ? m->xs[i + 1] : m->xfin, m->move[k][next],
+                              m->lay[next].host.npos);
+        else
+            wan_block_forward(m, i, m->xs[i], m->xs[i + 1], NULL, 0);
     }
     if (final_kind(m) == LAYOUT_RASTER) be->copy(m->xfin, m->xs[c->num_layers], sizeof(float) * BL * D);
     /* head: LN + modulation with (head.modulation + e), then Linear, then unpatchify */
@@ -547,8 +544,11 @@ void wan_backward(wan_model *m, const float *dout, float *dlatents, float *dtext
     for (int i = c->num_layers - 1; i >= 0; i--) {
         skip_kind k = m->kind[i];
         if (c->recompute) {
+            /* only the activations are wanted: the output goes to scratch */
+            skip_kind next = next_kind(m, i);
             m->replay = true;
-            wan_block_forward(m, i, m->xs[i], block_out(m, i));
+            wan_block_forward(m, i, m->xs[i], m->xtmp, next != k ? m->move[k][next] : NULL,
+                              next != k ? m->lay[next].host.npos : 0);
             m->replay = false;
         }
         be->zero(dspare, sizeof(float) * m->lay[k].host.npos * D);

@@ -115,7 +115,7 @@ static void block_mod(wan_model *m, int i, float *mod) {
     }
 }
 
-void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
+void wan_block_forward(wan_model *m, int i, const float *x, float *xout, const int32_t *move, int64_t nout) {
     const osp_backend *be = m->be;
     const block_p *p = &m->p.blk[i];
     block_acts *a = &m->acts[i];
@@ -138,8 +138,7 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
     att_fq(m, i, AQ_V, a->v, M * D);
     be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, lay->valid, R, R, N, N, H, hd);
     lin_fwd(m, i, SITE_SO, a->yo, a->o, &p->so, M, D, D);
-    be->copy(a->x1, x, sizeof(float) * M * D);
-    be->gate_res_fwd(a->x1, a->yo, a->mod + 2 * D, R, N, D, B, st);
+    be->gate_res_fwd(a->x1, x, a->yo, a->mod + 2 * D, NULL, 0, R, N, D, B, st);
     /* cross-attention over all text rows: affine LN, no modulation, no gate, no RoPE */
     be->layernorm_fwd(a->h3, a->m3, a->r3, a->x1, p->n3w, p->n3b, M, D, eps);
     lin_fwd(m, i, SITE_CQ, a->cqp, a->h3, &p->cq, M, D, D);
@@ -148,9 +147,8 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
     be->rmsnorm_fwd(a->ck, a->crk, a->ckp, p->cnk, Mt, D, eps);
     lin_fwd(m, i, SITE_CV, a->cv, m->ctx, &p->cv, Mt, D, D);
     be->attn_fwd(a->co, a->clse, a->cq, a->ck, a->cv, NULL, R, B, N, m->cfg.text_len, H, hd);
-    lin_fwd(m, i, SITE_CO, a->cyo, a->co, &p->co, M, D, D);
-    be->copy(a->x2, a->x1, sizeof(float) * M * D);
-    be->add(a->x2, a->cyo, M * D);
+    lin_fwd(m, i, SITE_CO, a->x2, a->co, &p->co, M, D, D); /* x2 = x1 + cross-attention output */
+    be->add(a->x2, a->x1, M * D);
     /* FFN: LN + modulation, Linear, GELU(tanh), Linear, gated residual */
     be->ln_mod_fwd(a->h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
     if (block_quantised(m, i)) {
@@ -160,8 +158,8 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout) {
         be->linear_gelu_fwd(a->f2, a->f1, a->h2, p->f1.w, p->f1.b, M, D, F); /* one pass: GEMM epilogue */
     }
     lin_fwd(m, i, SITE_F2, a->yf, a->f2, &p->f2, M, F, D);
-    be->copy(xout, a->x2, sizeof(float) * M * D);
-    be->gate_res_fwd(xout, a->yf, a->mod + 5 * D, R, N, D, B, st);
+    /* the last residual writes the next block's input, in the next block's layout if it moves */
+    be->gate_res_fwd(xout, a->x2, a->yf, a->mod + 5 * D, move, nout, R, N, D, B, st);
 }
 
 void wan_block_backward(wan_model *m, int i, const float *x, const float *dout, float *dx) {

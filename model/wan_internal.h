@@ -39,7 +39,7 @@ typedef struct {
     float *qp, *kp, *q, *k, *v, *rq, *rk;
     float *o, *lse, *yo;
     float *h3, *m3, *r3;
-    float *cqp, *cq, *crq, *co, *clse, *cyo;
+    float *cqp, *cq, *crq, *co, *clse;
     float *ckp, *ck, *cv, *crk;
     float *h2, *m2, *r2, *f1, *f2, *yf;
     float *mod; /* [B, 6D] */
@@ -99,7 +99,9 @@ struct wan_model {
     bool replay;          /* recomputation: reuse saved scales, do not advance histories */
 };
 
-void wan_block_forward(wan_model *m, int i, const float *xin, float *xout);
+/* xout = the block's output; with move (an index from skip_move_index) it is written straight in
+ * the next layout (nout rows), fusing the layout move into the last residual */
+void wan_block_forward(wan_model *m, int i, const float *xin, float *xout, const int32_t *move, int64_t nout);
 void wan_block_backward(wan_model *m, int i, const float *xin, const float *dout, float *dxin);
 void wan_quant_init(wan_model *m);
 void wan_quant_free(wan_model *m);

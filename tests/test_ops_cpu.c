@@ -179,9 +179,8 @@ static double op_loss(void *p) {
     case 2: be->rmsnorm_fwd(k->y, k->rstd, k->x, k->w, k->N, k->D, k->eps); break;
     case 3: be->gelu_fwd(k->y, k->x, k->N); break;
     case 4: be->silu_fwd(k->y, k->x, k->N); break;
-    default: /* x += y * gate, gate = slot 2 of the modulation block */
-        memcpy(k->y, k->x0, sizeof(float) * n);
-        be->gate_res_fwd(k->y, k->x, k->mod + 2 * k->D, k->R, k->N, k->D, k->B, k->stride);
+    default: /* y = x0 + x * gate, gate = slot 2 of the modulation block */
+        be->gate_res_fwd(k->y, k->x0, k->x, k->mod + 2 * k->D, NULL, 0, k->R, k->N, k->D, k->B, k->stride);
     }
     return tu_cot(k->c, k->y, n);
 }
@@ -538,6 +537,26 @@ static void test_gather_scatter(void) {
     free(idx), free(x), free(gx), free(y), free(base), free(sy), free(sr);
 }
 
+/* gate_res_fwd with a layout move fused in must equal the residual followed by gather_rows, bit
+ * for bit (wan.c relies on it: the fused form replaced the two passes); rows of several samples */
+static void test_gate_res_move(void) {
+    int64_t R = 8, N = 6, M = R * N, nout = M + 5;
+    int D = 5, B = 2;
+    int64_t stride = 6 * D;
+    int32_t *idx = tu_calloc(nout, sizeof(int32_t));
+    for (int64_t j = 0; j < nout; j++) idx[j] = j % 6 == 2 ? -1 : (int32_t)((j * 31) % M);
+    float *x = tu_randn(&rng, M * D, 1.0), *y = tu_randn(&rng, M * D, 1.0), *mod = tu_randn(&rng, B * stride, 1.0);
+    float *tmp = tu_randn(&rng, M * D, 1.0), *ref = tu_randn(&rng, nout * D, 1.0), *out = tu_randn(&rng, nout * D, 1.0);
+    be->gate_res_fwd(tmp, x, y, mod + 2 * D, NULL, 0, R, N, D, B, stride);
+    be->gather_rows(ref, tmp, idx, nout, D);
+    be->gate_res_fwd(out, x, y, mod + 2 * D, idx, nout, R, N, D, B, stride);
+    TU_EXPECT(tu_bitdiff(out, ref, nout * D) == 0, "gate_res_fwd with a move differs from residual + gather");
+    be->gate_res_fwd(x, x, y, mod + 2 * D, NULL, 0, R, N, D, B, stride); /* in place */
+    TU_EXPECT(tu_bitdiff(x, tmp, M * D) == 0, "gate_res_fwd in place differs from out of place");
+    printf("ok   gate_res_fwd: fused move = residual + gather, in place = out of place (bitwise)\n");
+    free(idx), free(x), free(y), free(mod), free(tmp), free(ref), free(out);
+}
+
 /* patch_map vs the literal feature orders of wan21.md (2) (c,pt,ph,pw) and (21) (pt,ph,pw,c) */
 static void test_patch_map(int B, int C, int T, int Hs, int Ws, int pt, int ph, int pw) {
     int f = T / pt, hh = Hs / ph, ww = Ws / pw, F = C * pt * ph * pw;
@@ -733,6 +752,7 @@ int main(void) {
     test_attention(2, 2, 130, 70, 2, 128, 0, 1);
     test_attention(4, 1, 70, 300, 1, 128, 1, 0);
     test_gather_scatter();
+    test_gate_res_move();
     test_patch_map(2, 16, 3, 4, 6, 1, 2, 2);
     test_patch_map(2, 3, 4, 6, 8, 2, 2, 2);
     test_losses_optim();

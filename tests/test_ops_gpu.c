@@ -323,8 +323,20 @@ static void test_gate_res(int64_t R, int64_t N, int D, int B) {
     int64_t stride = 6 * (int64_t)D;
     size_t n = (size_t)R * N * D;
     pair x = pair_rand(n, -1, 1), y = pair_rand(n, -1, 1), mod = pair_rand((size_t)B * stride, -1, 1);
-    C->gate_res_fwd(x.c, y.c, mod.c + 2 * D, R, N, D, B, stride);
-    G->gate_res_fwd(x.g, y.g, mod.g + 2 * D, R, N, D, B, stride);
+    /* with a layout move fused in: out[j] = (x + y gate)[idx[j]], a few rows -1 (zero rows) */
+    int64_t rows = R * N, nout = rows + 7;
+    int32_t *idx = osp_malloc(sizeof(int32_t) * nout);
+    for (int64_t j = 0; j < nout; j++) idx[j] = j % 9 == 4 ? -1 : (int32_t)((j * 7919) % rows);
+    int32_t *idx_g = dev_bytes(idx, sizeof(int32_t) * nout);
+    pair mv = pair_poison((size_t)nout * D);
+    C->gate_res_fwd(mv.c, x.c, y.c, mod.c + 2 * D, idx, nout, R, N, D, B, stride);
+    G->gate_res_fwd(mv.g, x.g, y.g, mod.g + 2 * D, idx_g, nout, R, N, D, B, stride);
+    check("gate_res_fwd + move", shape, mv, 1e-6);
+    free(idx);
+    G->free(idx_g);
+    pair_free(&mv);
+    C->gate_res_fwd(x.c, x.c, y.c, mod.c + 2 * D, NULL, 0, R, N, D, B, stride); /* in place */
+    G->gate_res_fwd(x.g, x.g, y.g, mod.g + 2 * D, NULL, 0, R, N, D, B, stride);
     check("gate_res_fwd", shape, x, 1e-6);
     pair dx = pair_rand(n, -1, 1), dy = pair_rand(n, -1, 1), dmod = pair_rand((size_t)B * stride, -1, 1);
     C->gate_res_bwd(dy.c, dmod.c + 2 * D, dx.c, y.c, mod.c + 2 * D, R, N, D, B, stride);
