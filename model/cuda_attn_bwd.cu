@@ -436,7 +436,6 @@ static void attn_dq_launch(float *dq, const bf16 *qb, const bf16 *kb, const bf16
     CUDA_LAUNCH_CHECK();
 }
 
-
 void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                    int64_t Nq, int64_t Nk, int H, int d) {

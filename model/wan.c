@@ -373,7 +373,7 @@ static void carve_all(wan_model *m, carver *c) {
     if (Mt * cf->text_dim > big) big = Mt * cf->text_dim;
     if (Mt * D > big) big = Mt * D;
     m->gtmp = carve(c, big);
-    if (cf->quant) {
+    if (cf->quant && !m->be->linear_fq_fwd) { /* a backend with linear_fq_* quantises without scratch */
         int64_t wmax = (int64_t)D * (D > F ? D : F);
         m->qx = carve(c, M * (D > F ? D : F));
         m->qw = carve(c, wmax);
@@ -452,6 +452,13 @@ static skip_kind next_kind(const wan_model *m, int i) {
     return i + 1 < m->cfg.num_layers ? m->kind[i + 1] : LAYOUT_RASTER;
 }
 
+/* The layout move after block i, fused into its last residual (see wan_block_forward): the
+ * index into the next layout and its row count, or NULL when the next block keeps the layout. */
+static const int32_t *block_move(const wan_model *m, int i, int64_t *nout) {
+    skip_kind k = m->kind[i], next = next_kind(m, i);
+    *nout = next != k ? m->lay[next].host.npos : 0;
+    return next != k ? m->move[k][next] : NULL;
+}
 
 void wan_forward(wan_model *m, const float *latents, const float *timesteps, const float *text, float *out) {
     const osp_backend *be = m->be;
@@ -485,12 +492,11 @@ void wan_forward(wan_model *m, const float *latents, const float *timesteps, con
     else
         be->copy(m->xs[0], m->x0, sizeof(float) * BL * D);
     for (int i = 0; i < c->num_layers; i++) {
-        skip_kind k = m->kind[i], next = next_kind(m, i);
-        if (next != k) /* the block's last residual writes the next layout directly */
-            wan_block_forward(m, i, m->xs[i], i + 1 < c->num_layers ? m->xs[i + 1] : m->xfin, m->move[k][next],
-                              m->lay[next].host.npos);
-        else
-            wan_block_forward(m, i, m->xs[i], m->xs[i + 1], NULL, 0);
+        int64_t nout;
+        const int32_t *move = block_move(m, i, &nout);
+        /* after the last sparse block the move leads straight to the head's raster input */
+        float *xout = move && i + 1 == c->num_layers ? m->xfin : m->xs[i + 1];
+        wan_block_forward(m, i, m->xs[i], xout, move, nout);
     }
     if (final_kind(m) == LAYOUT_RASTER) be->copy(m->xfin, m->xs[c->num_layers], sizeof(float) * BL * D);
     /* head: LN + modulation with (head.modulation + e), then Linear, then unpatchify */
@@ -545,10 +551,10 @@ void wan_backward(wan_model *m, const float *dout, float *dlatents, float *dtext
         skip_kind k = m->kind[i];
         if (c->recompute) {
             /* only the activations are wanted: the output goes to scratch */
-            skip_kind next = next_kind(m, i);
+            int64_t nout;
+            const int32_t *move = block_move(m, i, &nout);
             m->replay = true;
-            wan_block_forward(m, i, m->xs[i], m->xtmp, next != k ? m->move[k][next] : NULL,
-                              next != k ? m->lay[next].host.npos : 0);
+            wan_block_forward(m, i, m->xs[i], m->xtmp, move, nout);
             m->replay = false;
         }
         be->zero(dspare, sizeof(float) * m->lay[k].host.npos * D);
