@@ -42,6 +42,8 @@ typedef struct {
 typedef struct {
     gemm_key key;
     int used;
+    int noalgo; /* cuBLASLt offers no algorithm (epilogue keys only): remembered, so the caller's
+                 * fallback does not query the heuristic again on every call */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -153,19 +155,21 @@ static int ptr_align(const void *p) {
 }
 
 static void plan_destroy(gemm_plan *p) {
-    if (!p->used) return;
-    cublasLtMatmulDescDestroy(p->op);
-    cublasLtMatrixLayoutDestroy(p->la);
-    cublasLtMatrixLayoutDestroy(p->lb);
-    cublasLtMatrixLayoutDestroy(p->lc);
-    p->used = 0;
+    if (p->used && !p->noalgo) {
+        cublasLtMatmulDescDestroy(p->op);
+        cublasLtMatrixLayoutDestroy(p->la);
+        cublasLtMatrixLayoutDestroy(p->lb);
+        cublasLtMatrixLayoutDestroy(p->lc);
+    }
+    p->used = p->noalgo = 0;
 }
 
 /* Returns the cached plan, building it on a miss; NULL when cuBLASLt offers no algorithm
  * (only possible with an epilogue: the caller then does the epilogue's work itself). */
 static gemm_plan *plan_get(const gemm_key *key) {
     for (int i = 0; i < GEMM_CACHE_SIZE; i++)
-        if (gemm_cache[i].used && !memcmp(&gemm_cache[i].key, key, sizeof *key)) return &gemm_cache[i];
+        if (gemm_cache[i].used && !memcmp(&gemm_cache[i].key, key, sizeof *key))
+            return gemm_cache[i].noalgo ? NULL : &gemm_cache[i];
 
     gemm_plan *p = &gemm_cache[gemm_cache_next];
     gemm_cache_next = (gemm_cache_next + 1) % GEMM_CACHE_SIZE;
@@ -218,6 +222,8 @@ static gemm_plan *plan_get(const gemm_key *key) {
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0) {
         if (key->bias || key->gelu_aux) {
             plan_destroy(p);
+            p->key = *key;
+            p->used = p->noalgo = 1;
             return NULL;
         }
         fprintf(stderr,
