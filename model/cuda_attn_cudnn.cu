@@ -322,6 +322,14 @@ static void cb_op(cdn_build *b, cdn_desc op, const char *what) {
     b->ops[b->nops++] = op;
 }
 
+/* An operation whose attributes are all descriptors (matmul, reduction, reshape, SDPA): created,
+ * each attrs[i] set to descs[i], finalized and added to the graph. */
+static void cb_op_descs(cdn_build *b, const char *name, int kind, int n, const int *attrs, const cdn_desc *descs) {
+    cdn_desc op = cb_new(b, kind, name);
+    for (int i = 0; i < n; i++) cb_set(b, op, attrs[i], CDN_T_DESC, 1, &descs[i], name);
+    cb_op(b, op, name);
+}
+
 /* y = x <mode> bin (bin NULL for unary modes), fp32 math, as cudnn-frontend's pointwise node */
 static void cb_pw(cdn_build *b, const char *name, int mode, cdn_desc x, cdn_desc bin, cdn_desc y) {
     const int prec = CDN_F32;
@@ -346,12 +354,9 @@ static void cb_mm(cdn_build *b, const char *name, cdn_desc a, cdn_desc bm, cdn_d
     cdn_desc mm = cb_new(b, CDN_MATMUL, name);
     cb_set(b, mm, CDN_A_MM_COMP, CDN_T_DATA_TYPE, 1, &comp, name);
     cb_fin(b, mm, name);
-    cdn_desc op = cb_new(b, CDN_OP_MATMUL, name);
-    cb_set(b, op, CDN_A_OPMM_A, CDN_T_DESC, 1, &a, name);
-    cb_set(b, op, CDN_A_OPMM_B, CDN_T_DESC, 1, &bm, name);
-    cb_set(b, op, CDN_A_OPMM_C, CDN_T_DESC, 1, &c, name);
-    cb_set(b, op, CDN_A_OPMM_DESC, CDN_T_DESC, 1, &mm, name);
-    cb_op(b, op, name);
+    const int attrs[4] = {CDN_A_OPMM_A, CDN_A_OPMM_B, CDN_A_OPMM_C, CDN_A_OPMM_DESC};
+    const cdn_desc descs[4] = {a, bm, c, mm};
+    cb_op_descs(b, name, CDN_OP_MATMUL, 4, attrs, descs);
 }
 
 /* y = sum of x over the dims where y has extent 1 */
@@ -361,18 +366,15 @@ static void cb_sum(cdn_build *b, const char *name, cdn_desc x, cdn_desc y) {
     cb_set(b, rd, CDN_A_RED_OP, CDN_T_REDUCTION_OP, 1, &red, name);
     cb_set(b, rd, CDN_A_RED_COMP, CDN_T_DATA_TYPE, 1, &comp, name);
     cb_fin(b, rd, name);
-    cdn_desc op = cb_new(b, CDN_OP_REDUCTION, name);
-    cb_set(b, op, CDN_A_OPRED_X, CDN_T_DESC, 1, &x, name);
-    cb_set(b, op, CDN_A_OPRED_Y, CDN_T_DESC, 1, &y, name);
-    cb_set(b, op, CDN_A_OPRED_DESC, CDN_T_DESC, 1, &rd, name);
-    cb_op(b, op, name);
+    const int attrs[3] = {CDN_A_OPRED_X, CDN_A_OPRED_Y, CDN_A_OPRED_DESC};
+    const cdn_desc descs[3] = {x, y, rd};
+    cb_op_descs(b, name, CDN_OP_REDUCTION, 3, attrs, descs);
 }
 
 static void cb_reshape(cdn_build *b, const char *name, cdn_desc x, cdn_desc y) {
-    cdn_desc op = cb_new(b, CDN_OP_RESHAPE, name);
-    cb_set(b, op, CDN_A_RESHAPE_X, CDN_T_DESC, 1, &x, name);
-    cb_set(b, op, CDN_A_RESHAPE_Y, CDN_T_DESC, 1, &y, name);
-    cb_op(b, op, name);
+    const int attrs[2] = {CDN_A_RESHAPE_X, CDN_A_RESHAPE_Y};
+    const cdn_desc descs[2] = {x, y};
+    cb_op_descs(b, name, CDN_OP_RESHAPE, 2, attrs, descs);
 }
 
 static void cdn_graph_fwd_sdpa(cdn_build *b, int64_t R, int64_t Nq, int64_t Nk, int64_t H, int64_t d) {
@@ -385,15 +387,9 @@ static void cdn_graph_fwd_sdpa(cdn_build *b, int64_t R, int64_t Nq, int64_t Nk, 
     cdn_desc O = cb_tensor(b, "O", U_O, CDN_BF16, dq, sq, false, false);
     cdn_desc S = cb_tensor(b, "Stats", U_STATS, CDN_F32, dst, sst, false, false);
     cdn_desc A = cb_tensor(b, "scale", U_SCALE, CDN_F32, one, one, false, true);
-    const char *w = "SDPA_FWD operation";
-    cdn_desc op = cb_new(b, CDN_OP_SDPA_FWD, w);
-    cb_set(b, op, CDN_A_FWD_Q, CDN_T_DESC, 1, &Q, w);
-    cb_set(b, op, CDN_A_FWD_K, CDN_T_DESC, 1, &K, w);
-    cb_set(b, op, CDN_A_FWD_V, CDN_T_DESC, 1, &V, w);
-    cb_set(b, op, CDN_A_FWD_O, CDN_T_DESC, 1, &O, w);
-    cb_set(b, op, CDN_A_FWD_STATS, CDN_T_DESC, 1, &S, w);
-    cb_set(b, op, CDN_A_FWD_SCALE, CDN_T_DESC, 1, &A, w);
-    cb_op(b, op, w);
+    const int attrs[6] = {CDN_A_FWD_Q, CDN_A_FWD_K, CDN_A_FWD_V, CDN_A_FWD_O, CDN_A_FWD_STATS, CDN_A_FWD_SCALE};
+    const cdn_desc descs[6] = {Q, K, V, O, S, A};
+    cb_op_descs(b, "SDPA_FWD operation", CDN_OP_SDPA_FWD, 6, attrs, descs);
 }
 
 /* The composite backward (file header). Virtual intermediates are fp32 (cudnn-frontend's
@@ -614,7 +610,7 @@ extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float 
     const size_t stb = direct ? 0 : cdn_round(sizeof(float) * (size_t)nst);
     char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + stb + cdn_round(sizeof(float) * (size_t)R) + 256);
     float *stats = direct ? lse : (float *)(ws + wsb), *nmask = (float *)(ws + wsb + stb);
-    cdn_to_bf16(qb, q, nq);
+    cuda_to_bf16(qb, q, nq);
     cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
     cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d); /* by value: cuDNN reads it on the host during execute */
@@ -670,9 +666,9 @@ extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout
                                             osp_cuda_stream));
     /* cuDNN < 9.6 expected the caller to zero dQ_accum (cudnn-frontend did so); later ones do it */
     if (cdn.version < 90600) CUDA_CHECK(cudaMemsetAsync(acc, 0, accb, osp_cuda_stream));
-    cdn_to_bf16(qb, q, nq);
-    cdn_to_bf16(ob, o, nq);
-    cdn_to_bf16(dob, dout, nq);
+    cuda_to_bf16(qb, q, nq);
+    cuda_to_bf16(ob, o, nq);
+    cuda_to_bf16(dob, dout, nq);
     cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
     cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d), one = 1.0f;

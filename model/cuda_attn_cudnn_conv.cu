@@ -17,7 +17,6 @@ static __global__ void cdn_add_kernel(float *dst, const bf16 *src, int64_t n) {
         dst[i] += __bfloat162float(src[i]);
 }
 
-void cdn_to_bf16(bf16 *dst, const float *src, int64_t n) { cuda_to_bf16(dst, src, n); }
 void cdn_to_f32(float *dst, const bf16 *src, int64_t n) {
     cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
     CUDA_LAUNCH_CHECK();
@@ -88,7 +87,7 @@ static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const 
 }
 
 void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
-    if (!kvalid) return cdn_to_bf16(dst, src, n);
+    if (!kvalid) return cuda_to_bf16(dst, src, n);
     cdn_to_bf16_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
     CUDA_LAUNCH_CHECK();
 }

@@ -7,10 +7,9 @@
 
 #include "cuda_attn.cuh"
 
-void cdn_to_bf16(bf16 *dst, const float *src, int64_t n);
 void cdn_to_f32(float *dst, const bf16 *src, int64_t n);
 void cdn_add(float *dst, const bf16 *src, int64_t n); /* dst += src; no-op for dst NULL */
-/* as cdn_to_bf16 / cdn_add with rows (HD values each) of kvalid == 0 zeroed / not added;
+/* as cuda_to_bf16 (cuda_common.cuh) / cdn_add with rows (HD values each) of kvalid == 0 zeroed / not added;
  * kvalid NULL: plain */
 void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n);
 void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n);
