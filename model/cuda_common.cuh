@@ -91,6 +91,13 @@ struct osp_rope {
     float2 *cs; /* device */
 };
 
+/* (cos, sin) of pair j for a token at positions p3 = (t, h, w); a position outside the table
+ * gives (1, 0), leaving the pair unrotated (the CPU stops with an error there instead) */
+__device__ __forceinline__ float2 rope_cs(const osp_rope &r, const int32_t *p3, int j) {
+    int p = p3[j < r.axis_end0 ? 0 : (j < r.axis_end1 ? 1 : 2)];
+    return (p >= 0 && p < r.max_pos) ? r.cs[(size_t)j * r.max_pos + p] : make_float2(1.0f, 0.0f);
+}
+
 /* ---- op groups implemented in the other sources (host launchers) ---- */
 
 /* cuda_gemm.cu */

@@ -77,12 +77,6 @@ __global__ void rms_fwd_kernel(float *y, float *rstd, const float *x, const floa
  * normalises, scales and rotates whole pairs (2q, 2q+1); pair q is pair j = q % npair of its
  * head. Same operation order as the CPU twin (norm * w, then rotate). y may alias x: a lane
  * reads each pair before writing it. */
-__device__ __forceinline__ float2 rope_cs(const osp_rope r, const int32_t *p3, int j, float *ok) {
-    int a = j < r.axis_end0 ? 0 : (j < r.axis_end1 ? 1 : 2);
-    int p = p3[a];
-    *ok = (p >= 0 && p < r.max_pos) ? 1.0f : 0.0f; /* outside the table: unrotated (as rope_kernel) */
-    return *ok ? r.cs[(size_t)j * r.max_pos + p] : make_float2(1.0f, 0.0f);
-}
 
 __global__ void qk_norm_rope_fwd_kernel(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                                         const osp_rope r, int64_t rows, int D, float eps) {
@@ -96,8 +90,7 @@ __global__ void qk_norm_rope_fwd_kernel(float *y, float *rstd, const float *x, c
     if (lane == 0) rstd[n] = rs;
     const int32_t *p3 = pos + 3 * n;
     for (int q = lane; q < D2; q += 32) {
-        float ok;
-        float2 c = rope_cs(r, p3, q % r.npair, &ok);
+        float2 c = rope_cs(r, p3, q % r.npair);
         float h0 = xr[2 * q] * rs * w[2 * q], h1 = xr[2 * q + 1] * rs * w[2 * q + 1];
         y[n * D + 2 * q] = h0 * c.x - h1 * c.y;
         y[n * D + 2 * q + 1] = h0 * c.y + h1 * c.x;
@@ -117,8 +110,7 @@ __global__ void qk_norm_rope_bwd_kernel(float *dx, float *dy, const float *x, co
     const int32_t *p3 = pos + 3 * n;
     float s = 0;
     for (int q = lane; q < D2; q += 32) {
-        float ok;
-        float2 c = rope_cs(r, p3, q % r.npair, &ok);
+        float2 c = rope_cs(r, p3, q % r.npair);
         float d0 = gr[2 * q], d1 = gr[2 * q + 1];
         float g0 = d0 * c.x + d1 * c.y, g1 = d1 * c.x - d0 * c.y;
         gr[2 * q] = g0;

@@ -217,25 +217,17 @@ static void cu_rope_free(osp_rope *r) {
 }
 
 /* One thread per (token, head, pair). sign = -1 rotates back (backward). A position outside
- * the table (the CPU stops there) leaves the pair unrotated. */
-__global__ void rope_kernel(float *y, const float *x, const int32_t *pos, const float2 *cs, int64_t ntok, int H, int d,
-                            int npair, int max_pos, int e0, int e1, float sign, int accumulate) {
-    int64_t total = ntok * H * npair;
+ * the table (the CPU stops there) leaves the pair unrotated (rope_cs, cuda_common.cuh). */
+__global__ void rope_kernel(float *y, const float *x, const int32_t *pos, const osp_rope r, int64_t ntok, int H,
+                            float sign, int accumulate) {
+    int64_t total = ntok * H * r.npair;
     GRID_STRIDE(t, total) {
-        int j = (int)(t % npair);
-        int64_t th = t / npair; /* token * H + head */
-        int64_t tok = th / H;
-        int a = j < e0 ? 0 : (j < e1 ? 1 : 2);
-        int p = pos[3 * tok + a];
-        int64_t off = th * d + 2 * j;
-        float x0 = x[off], x1 = x[off + 1];
-        float o0 = x0, o1 = x1;
-        if (p >= 0 && p < max_pos) {
-            float2 c = cs[(size_t)j * max_pos + p];
-            float s = sign * c.y;
-            o0 = x0 * c.x - x1 * s;
-            o1 = x0 * s + x1 * c.x;
-        }
+        int j = (int)(t % r.npair);
+        int64_t th = t / r.npair; /* token * H + head */
+        float2 c = rope_cs(r, pos + 3 * (th / H), j);
+        int64_t off = th * r.d + 2 * j;
+        float x0 = x[off], x1 = x[off + 1], s = sign * c.y;
+        float o0 = x0 * c.x - x1 * s, o1 = x0 * s + x1 * c.x;
         if (accumulate) {
             y[off] += o0;
             y[off + 1] += o1;
@@ -249,8 +241,7 @@ __global__ void rope_kernel(float *y, const float *x, const int32_t *pos, const 
 static void rope_launch(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H,
                         float sign, int accumulate) {
     int64_t total = ntok * H * r->npair;
-    EW_LAUNCH(rope_kernel, total, y, x, pos, r->cs, ntok, H, r->d, r->npair, r->max_pos, r->axis_end0, r->axis_end1,
-              sign, accumulate);
+    EW_LAUNCH(rope_kernel, total, y, x, pos, *r, ntok, H, sign, accumulate);
 }
 
 static void cu_rope_fwd(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H) {
