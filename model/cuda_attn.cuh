@@ -86,6 +86,7 @@ __device__ __forceinline__ float lse_to_l2(float L) { return L == -INFINITY ? IN
 int attn_pad_dim(int d);
 /* src fp32 [R, N, H*d] -> dst bf16 [R, H, N, Dp], zeros in columns d..Dp */
 void attn_convert(bf16 *dst, const float *src, int64_t R, int64_t N, int H, int d, int Dp);
+void attn_convert16(bf16 *dst, const bf16 *src, int64_t R, int64_t N, int H, int d, int Dp); /* bf16 source */
 /* the letter of an OSP_ATTN_* knob, or def */
 char attn_knob(const char *name, char def);
 

@@ -17,14 +17,18 @@
 #include "cuda_attn_cudnn.h"
 
 /* Delta[r,h,i] = sum_c dO[r,i,h,c] * O[r,i,h,c] in fp32; one warp per (r, i, h) */
-__global__ void attn_delta_kernel(float *delta, const float *dout, const float *o, int64_t R, int64_t Nq, int H, int d) {
+__device__ __forceinline__ float delta_ld(const float *p) { return *p; }
+__device__ __forceinline__ float delta_ld(const bf16 *p) { return __bfloat162float(*p); }
+template <typename T>
+__global__ void attn_delta_kernel(float *delta, const float *dout, const T *o, int64_t R, int64_t Nq, int H, int d) {
     int lane = threadIdx.x & 31;
     int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; w < R * Nq * H; w += nwarps) {
     int64_t h = w % H, ri = w / H; /* ri = r*Nq + i */
-    const float *a = dout + (ri * H + h) * d, *b = o + (ri * H + h) * d;
+    const float *a = dout + (ri * H + h) * d;
+    const T *b = o + (ri * H + h) * d;
     float s = 0;
-    for (int c = lane; c < d; c += 32) s += a[c] * b[c];
+    for (int c = lane; c < d; c += 32) s += a[c] * delta_ld(b + c);
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
     if (lane == 0) {
         int64_t r = ri / Nq, i = ri % Nq;
@@ -436,16 +440,11 @@ static void attn_dq_launch(float *dq, const bf16 *qb, const bf16 *kb, const bf16
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
-                   const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
-                   int64_t Nq, int64_t Nk, int H, int d) {
-    if (R <= 0 || Nq <= 0 || H <= 0) return;
-    /* as in cuda_attn_fwd: cuDNN for attention with Rkv == R at d = 64 / 128 unless
-     * OSP_ATTN_IMPL=osp or OSP_DETERMINISTIC=1 (cuDNN's dQ uses atomics) */
-    if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
-        if (attn_cudnn_bwd(dq, dk, dv, dout, o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
-        attn_cudnn_declined("backward", R, Nq, Nk, H, d); /* stops under OSP_ATTN_IMPL=cudnn */
-    }
+/* osp's kernels on q, k, v, o in fp32 (q..o) or bf16 (q16..o16) storage */
+static void attn_bwd_osp(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                         const float *q, const float *k, const float *v, const bf16 *o16, const bf16 *q16,
+                         const bf16 *k16, const bf16 *v16, const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq,
+                         int64_t Nk, int H, int d) {
     int Dp = attn_pad_dim(d);
     if (Dp < 0) osp_die("attn_bwd: head dim %d > 128 is not supported by the CUDA backend", d);
     OSP_CHECK(Nq < (1LL << 30) && Nk < (1LL << 30) && Rkv > 0, "attention sequence too long or Rkv <= 0");
@@ -453,12 +452,19 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
     bf16 *qb = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (2 * nq + 2 * nk + 8));
     bf16 *dob = qb + nq, *kb = dob + nq, *vb = kb + nk;
     float *delta = (float *)osp_cuda_scratch(SCRATCH_ATTN2, sizeof(float) * (size_t)R * H * Nq);
-    attn_convert(qb, q, R, Nq, H, d, Dp);
     attn_convert(dob, dout, R, Nq, H, d, Dp);
-    attn_convert(kb, k, Rkv, Nk, H, d, Dp);
-    attn_convert(vb, v, Rkv, Nk, H, d, Dp);
     int64_t nw = R * Nq * H;
-    attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_stream>>>(delta, dout, o, R, Nq, H, d);
+    if (q16) {
+        attn_convert16(qb, q16, R, Nq, H, d, Dp);
+        attn_convert16(kb, k16, Rkv, Nk, H, d, Dp);
+        attn_convert16(vb, v16, Rkv, Nk, H, d, Dp);
+        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_stream>>>(delta, dout, o16, R, Nq, H, d);
+    } else {
+        attn_convert(qb, q, R, Nq, H, d, Dp);
+        attn_convert(kb, k, Rkv, Nk, H, d, Dp);
+        attn_convert(vb, v, Rkv, Nk, H, d, Dp);
+        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_stream>>>(delta, dout, o, R, Nq, H, d);
+    }
     CUDA_LAUNCH_CHECK();
     const int nq_ = (int)Nq, nk_ = (int)Nk;
     if ((dk || dv) && Nk > 0) {
@@ -479,4 +485,29 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
         else DQ(128, 4, 2, 32, 1); /* 'b': measured best (notes/cuda.md) */
 #undef DQ
     }
+}
+
+void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                   const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
+                   int64_t Nq, int64_t Nk, int H, int d) {
+    if (R <= 0 || Nq <= 0 || H <= 0) return;
+    /* as in cuda_attn_fwd: cuDNN for attention with Rkv == R at d = 64 / 128 unless
+     * OSP_ATTN_IMPL=osp or OSP_DETERMINISTIC=1 (cuDNN's dQ uses atomics) */
+    if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
+        if (attn_cudnn_bwd(dq, dk, dv, dout, o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
+        attn_cudnn_declined("backward", R, Nq, Nk, H, d); /* stops under OSP_ATTN_IMPL=cudnn */
+    }
+    attn_bwd_osp(dq, dk, dv, dout, o, lse, q, k, v, NULL, NULL, NULL, NULL, kvalid, R, Rkv, Nq, Nk, H, d);
+}
+
+void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const bf16 *o, const float *lse, const bf16 *q,
+                     bf16 *k, bf16 *v, const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H,
+                     int d) {
+    if (R <= 0 || Nq <= 0 || H <= 0) return;
+    if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
+        if (attn_cudnn_bwd16(dq, dk, dv, dout, (const uint16_t *)o, lse, (const uint16_t *)q, (uint16_t *)k,
+                             (uint16_t *)v, kvalid, R, Nq, Nk, H, d) == 0) return;
+        attn_cudnn_declined("backward", R, Nq, Nk, H, d);
+    }
+    attn_bwd_osp(dq, dk, dv, dout, NULL, lse, NULL, NULL, NULL, o, q, k, v, kvalid, R, Rkv, Nq, Nk, H, d);
 }

@@ -596,37 +596,34 @@ static int cdn_shape_ok(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     return R > 0 && Nq > 0 && Nk > 0 && H > 0 && d > 0 && d % 8 == 0 && d <= 128 && !(Nq == 1 && Nk == 1);
 }
 
-extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
-                              const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
-    if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
+/* The forward on bf16 operands in osp's token-major layout (k, v with masked rows zeroed). ob
+ * receives cuDNN's output; the result goes to o32 (fp32) or, when o32 is NULL, stays in ob
+ * (bf16), corrected for the masked keys either way. */
+static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
+                        const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     cdn_plan *p = cdn_plan_get(CDN_FWD, R, Nq, Nk, H, d);
     if (!p) return -1;
-    const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d, nst = R * H * Nq;
-    bf16 *qb = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(2 * nq + 2 * nk));
-    bf16 *ob = qb + nq, *kb = ob + nq, *vb = kb + nk; /* d % 8 == 0: every part 16-byte aligned */
+    const int64_t nq = R * Nq * H * d, nst = R * H * Nq;
     /* lse serves as the stats tensor when aligned as declared (16 bytes), else a scratch copy */
     const bool direct = ((uintptr_t)lse & 15) == 0;
     size_t wsb = cdn_round((size_t)p->ws);
     const size_t stb = direct ? 0 : cdn_round(sizeof(float) * (size_t)nst);
     char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + stb + cdn_round(sizeof(float) * (size_t)R) + 256);
     float *stats = direct ? lse : (float *)(ws + wsb), *nmask = (float *)(ws + wsb + stb);
-    cuda_to_bf16(qb, q, nq);
-    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
-    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d); /* by value: cuDNN reads it on the host during execute */
     const int64_t uids[6] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
-    void *const ptrs[6] = {qb, kb, vb, ob, stats, &scale};
+    void *const ptrs[6] = {(void *)qb, (void *)kb, (void *)vb, ob, stats, &scale};
     if (cdn_execute(p, 6, uids, ptrs, p->ws > 0 ? ws : NULL)) return -1;
     if (!direct) CUDA_CHECK(cudaMemcpyAsync(lse, stats, sizeof(float) * (size_t)nst, cudaMemcpyDeviceToDevice,
                                             osp_cuda_stream));
     if (!kvalid) {
-        cdn_to_f32(o, ob, nq);
+        if (o32) cdn_to_f32(o32, ob, nq);
     } else { /* take the masked keys' share back out (see cdn_to_bf16_masked_kernel) */
         int *d_flag = cdn_flag_clear();
         cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
         /* Nq == Nk (self-attention of a padded layout): the key mask is the query mask, and
          * ops.h leaves the outputs of padding queries unspecified (finite) */
-        cdn_fix_masked(o, ob, lse, nmask, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
+        cdn_fix_masked(o32, ob, lse, nmask, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
             snprintf(cdn.why, sizeof cdn.why, "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
             cdn_note("%s", cdn.why);
@@ -637,23 +634,45 @@ extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float 
     return 0;
 }
 
-extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
-                              const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R,
-                              int64_t Nq, int64_t Nk, int H, int d) {
+extern "C" int attn_cudnn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+                              const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
-    if (!dq && !dk && !dv) return 0;
-    if (kvalid) { /* a row without any valid key has lse = -inf: osp's kernel handles it */
-        float *nmask = (float *)osp_cuda_scratch(SCRATCH_ATTN2, sizeof(float) * (size_t)R);
-        int *d_flag = cdn_flag_clear();
-        cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
-        if (cdn_flag_read(d_flag)) return -1;
-    }
+    const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d;
+    bf16 *qb = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(2 * nq + 2 * nk));
+    bf16 *ob = qb + nq, *kb = ob + nq, *vb = kb + nk; /* d % 8 == 0: every part 16-byte aligned */
+    cuda_to_bf16(qb, q, nq);
+    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
+    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
+    return cdn_fwd_core(o, ob, lse, qb, kb, vb, kvalid, R, Nq, Nk, H, d);
+}
+
+extern "C" int attn_cudnn_fwd16(uint16_t *o, float *lse, const uint16_t *q, uint16_t *k, uint16_t *v,
+                                const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
+    if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
+    const int64_t nk = R * Nk * H * d;
+    cdn_zero_masked(k, kvalid, (int64_t)H * d, nk);
+    cdn_zero_masked(v, kvalid, (int64_t)H * d, nk);
+    return cdn_fwd_core(NULL, (bf16 *)o, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, kvalid, R, Nq, Nk,
+                        H, d);
+}
+
+/* rows without any valid key have lse = -inf: osp's kernel handles those; 0 = none */
+static int cdn_bwd_declines(const uint8_t *kvalid, int64_t R, int64_t Nk) {
+    if (!kvalid) return 0;
+    float *nmask = (float *)osp_cuda_scratch(SCRATCH_ATTN2, sizeof(float) * (size_t)R);
+    int *d_flag = cdn_flag_clear();
+    cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
+    return cdn_flag_read(d_flag);
+}
+
+/* The backward on bf16 operands (k, v with masked rows zeroed); dq, dk, dv come back bf16 in
+ * dqb, dkb, dvb and are added to the caller's fp32 gradients. */
+static int cdn_bwd_core(float *dq, float *dk, float *dv, bf16 *dqb, bf16 *dkb, bf16 *dvb, const bf16 *dob,
+                        const bf16 *ob, const float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
+                        const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     cdn_plan *p = cdn_plan_get(CDN_BWD, R, Nq, Nk, H, d);
     if (!p) return -1;
     const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d, nst = R * H * Nq;
-    bf16 *qb = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(4 * nq + 4 * nk));
-    bf16 *ob = qb + nq, *dob = ob + nq, *dqb = dob + nq, *kb = dqb + nq, *vb = kb + nk, *dkb = vb + nk,
-         *dvb = dkb + nk;
     /* workspace: cuDNN's, the graph's softmax_sum and dQ_accum, then stats if lse is not 16-byte
      * aligned */
     const bool direct = ((uintptr_t)lse & 15) == 0;
@@ -666,20 +685,50 @@ extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout
                                             osp_cuda_stream));
     /* cuDNN < 9.6 expected the caller to zero dQ_accum (cudnn-frontend did so); later ones do it */
     if (cdn.version < 90600) CUDA_CHECK(cudaMemsetAsync(acc, 0, accb, osp_cuda_stream));
-    cuda_to_bf16(qb, q, nq);
-    cuda_to_bf16(ob, o, nq);
-    cuda_to_bf16(dob, dout, nq);
-    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
-    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
     float scale = 1.0f / sqrtf((float)d), one = 1.0f;
     const int64_t uids[13] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_DQ, U_DK, U_DV, U_ONE, U_SUM, U_DQACC};
-    void *const ptrs[13] = {qb, kb, vb, ob, dob, stats, &scale, dqb, dkb, dvb, &one, sum, acc};
+    void *const ptrs[13] = {(void *)qb, (void *)kb, (void *)vb, (void *)ob, (void *)dob, stats, &scale,
+                            dqb, dkb, dvb, &one, sum, acc};
     if (cdn_execute(p, 13, uids, ptrs, ws)) return -1;
     cdn_add(dq, dqb, nq);
     cdn_add_masked(dk, dkb, kvalid, (int64_t)H * d, nk); /* a masked key's gradient is 0 */
     cdn_add_masked(dv, dvb, kvalid, (int64_t)H * d, nk);
     cdn.calls[CDN_BWD]++;
     return 0;
+}
+
+extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
+                              const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R,
+                              int64_t Nq, int64_t Nk, int H, int d) {
+    if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
+    if (!dq && !dk && !dv) return 0;
+    if (cdn_bwd_declines(kvalid, R, Nk)) return -1;
+    const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d;
+    bf16 *qb = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(4 * nq + 4 * nk));
+    bf16 *ob = qb + nq, *dob = ob + nq, *dqb = dob + nq, *kb = dqb + nq, *vb = kb + nk, *dkb = vb + nk,
+         *dvb = dkb + nk;
+    cuda_to_bf16(qb, q, nq);
+    cuda_to_bf16(ob, o, nq);
+    cuda_to_bf16(dob, dout, nq);
+    cdn_to_bf16_masked(kb, k, kvalid, (int64_t)H * d, nk);
+    cdn_to_bf16_masked(vb, v, kvalid, (int64_t)H * d, nk);
+    return cdn_bwd_core(dq, dk, dv, dqb, dkb, dvb, dob, ob, lse, qb, kb, vb, kvalid, R, Nq, Nk, H, d);
+}
+
+extern "C" int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *o,
+                                const float *lse, const uint16_t *q, uint16_t *k, uint16_t *v,
+                                const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
+    if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
+    if (!dq && !dk && !dv) return 0;
+    if (cdn_bwd_declines(kvalid, R, Nk)) return -1;
+    const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d;
+    bf16 *dob = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(2 * nq + 2 * nk));
+    bf16 *dqb = dob + nq, *dkb = dqb + nq, *dvb = dkb + nk;
+    cuda_to_bf16(dob, dout, nq);
+    cdn_zero_masked(k, kvalid, (int64_t)H * d, nk); /* as the forward left them */
+    cdn_zero_masked(v, kvalid, (int64_t)H * d, nk);
+    return cdn_bwd_core(dq, dk, dv, dqb, dkb, dvb, dob, (const bf16 *)o, lse, (const bf16 *)q, (const bf16 *)k,
+                        (const bf16 *)v, kvalid, R, Nq, Nk, H, d);
 }
 
 /* OSP_ATTN_IMPL: 0 osp, 1 auto, 2 cudnn */

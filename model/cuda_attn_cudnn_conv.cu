@@ -43,6 +43,10 @@ static __global__ void cdn_to_bf16_masked_kernel(bf16 *dst, const float *src, co
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = kvalid[i / HD] ? __float2bfloat16(src[i]) : __float2bfloat16(0.0f);
 }
+static __global__ void cdn_zero_masked_kernel(bf16 *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        if (!kvalid[i / HD]) x[i] = __float2bfloat16(0.0f);
+}
 static __global__ void cdn_add_masked_kernel(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         if (kvalid[i / HD]) dst[i] += __bfloat162float(src[i]);
@@ -63,14 +67,18 @@ static __global__ void cdn_count_masked_kernel(float *nmask, int *flag, const ui
         if (part[0] >= N) *flag = 1;
     }
 }
-/* o (fp32, [R, Nq, H*d]) = o_cudnn / (1 - x) with x from the uncorrected lse [R, H, Nq] */
-static __global__ void cdn_fix_o_kernel(float *o, const bf16 *ob, const float *lse, const float *nmask, int64_t Nq, int H,
+/* o ([R, Nq, H*d], fp32, or bf16 and possibly ob itself) = o_cudnn / (1 - x) with x from the
+ * uncorrected lse [R, H, Nq] */
+__device__ __forceinline__ void cdn_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void cdn_st(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
+template <typename T>
+static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, const float *nmask, int64_t Nq, int H,
                                  int d, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
         int h = (int)((i / d) % H);
         float x = nmask[r] * expf(-lse[(r * H + h) * Nq + t]);
-        o[i] = __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX));
+        cdn_st(&o[i], __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX)));
     }
 }
 /* lse += log(1 - x); flag rows with x > CDN_X_MAX, among the valid queries only when qvalid is given
@@ -89,6 +97,11 @@ static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const 
 void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!kvalid) return cuda_to_bf16(dst, src, n);
     cdn_to_bf16_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cdn_zero_masked(uint16_t *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
+    if (!kvalid || n <= 0) return;
+    cdn_zero_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>((bf16 *)x, kvalid, HD, n);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
@@ -120,7 +133,8 @@ void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R,
 void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t R,
                     int64_t Nq, int H, int d) {
     const int64_t no = R * Nq * H * d, nl = R * H * Nq;
-    cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
+    if (o) cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
+    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>((bf16 *)ob, ob, lse, nmask, Nq, H, d, no);
     CUDA_LAUNCH_CHECK();
     cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, qvalid, flag, Nq, H, nl);
     CUDA_LAUNCH_CHECK();

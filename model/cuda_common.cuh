@@ -71,6 +71,8 @@ enum {
     SCRATCH_GEMM_X,
     SCRATCH_GEMM_W,
     SCRATCH_GEMM_DY,
+    SCRATCH_GEMM_Y, /* fp32 result of a bf16-output GEMM whose bias epilogue is unavailable */
+    SCRATCH_ATTN_O, /* fp32 attention output of osp's kernels before it is stored bf16 */
     SCRATCH_NSLOTS
 };
 void *osp_cuda_scratch(int slot, size_t bytes);
@@ -118,6 +120,15 @@ void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float 
 int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
                          int O);
 
+/* bf16 activation storage (ops.h linear16_* etc.) */
+void cuda_linear16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, const float *W,
+                       const float *b, int64_t N, int I, int O);
+void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const __nv_bfloat16 *x16,
+                       const float *W, int64_t N, int I, int O);
+int cuda_linear_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, const float *W,
+                           const float *b, int64_t N, int I, int O);
+int cuda_act16_enabled(void);
+
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
 void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
                         int D, float eps);
@@ -132,6 +143,14 @@ void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, con
                       int64_t N, int D);
 void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                            const osp_rope *r, int64_t N, int H, float eps);
+/* the same four forwards writing y as bf16 (ops.h, bf16 activation storage) */
+void cuda_layernorm16_fwd(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                          int64_t N, int D, float eps);
+void cuda_ln_mod16_fwd(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                       int64_t R, int64_t N, int D, int B, int64_t stride, float eps);
+void cuda_rmsnorm16_fwd(osp_bf16 *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
+void cuda_qk_norm_rope16_fwd(osp_bf16 *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                             const osp_rope *r, int64_t N, int H, float eps);
 void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, const float *rstd, const float *w,
                            const int32_t *pos, const osp_rope *r, int64_t N, int H);
 void cuda_gate_res_fwd(float *out, const float *x, const float *y, const float *gate, const int32_t *idx, int64_t nout,
@@ -149,5 +168,11 @@ void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const f
 void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *o, const float *lse,
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                    int64_t Nq, int64_t Nk, int H, int d);
+/* over bf16 storage (ops.h attn16_*) */
+void cuda_attn16_fwd(__nv_bfloat16 *o, float *lse, const __nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v,
+                     const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
+void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const __nv_bfloat16 *o, const float *lse,
+                     const __nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, const uint8_t *kvalid, int64_t R,
+                     int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
 
 #endif

@@ -32,6 +32,7 @@ typedef struct {
     int ta, tb;                 /* op(A), op(B): 1 = transposed */
     int ab_type;                /* cudaDataType of A and B (C is always fp32) */
     int64_t m, n, k, lda, ldb, ldc;
+    int c16;                    /* C (and the GELU aux) stored bf16; the bias stays fp32 */
     int beta1;                  /* accumulate into C */
     int bias;                   /* bias epilogue */
     int gelu_aux;               /* GELU epilogue writing the pre-activation to an aux matrix (ld = ldc) */
@@ -185,9 +186,18 @@ static gemm_plan *plan_get(const gemm_key *key) {
                                                : CUBLASLT_EPILOGUE_BIAS;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     }
-    if (key->gelu_aux) { /* aux is fp32 like D (the default aux type), same leading dimension */
+    if (key->gelu_aux) { /* aux has D's type and leading dimension */
         int64_t ld = key->ldc;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
+        if (key->c16) {
+            cudaDataType_t at = CUDA_R_16BF;
+            CUBLAS_CHECK(
+                cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof at));
+        }
+    }
+    if (key->bias && key->c16) { /* the bias would default to D's type: keep the fp32 master */
+        cudaDataType_t bt = CUDA_R_32F;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
     /* stored shapes: A is (ta ? k x m : m x k), B is (tb ? n x k : k x n), C is m x n */
     cudaDataType_t tab = (cudaDataType_t)key->ab_type;
@@ -195,7 +205,7 @@ static gemm_plan *plan_get(const gemm_key *key) {
                                             key->lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, tab, key->tb ? key->n : key->k, key->tb ? key->k : key->n,
                                             key->ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, key->m, key->n, key->ldc));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, key->c16 ? CUDA_R_16BF : CUDA_R_32F, key->m, key->n, key->ldc));
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -237,15 +247,16 @@ static gemm_plan *plan_get(const gemm_key *key) {
     return p;
 }
 
-/* C(m x n, col-major, ldc, fp32) = op(A) op(B) [+ C if beta1] [+ bias[m] broadcast over n];
- * A and B are fp32 or (mode bf16) bf16 as the mode says. With aux: aux = that result and
- * C = gelu_tanh(aux) (cuBLASLt's GELU epilogue); returns -1 when no algorithm offers it (nothing
- * written), else 0. */
+/* C(m x n, col-major, ldc, fp32, or bf16 when c16) = op(A) op(B) [+ C if beta1] [+ bias[m]
+ * broadcast over n]; A and B are fp32 or (mode bf16) bf16 as the mode says. With aux: aux = that
+ * result and C = gelu_tanh(aux) (cuBLASLt's GELU epilogue; aux has C's type); returns -1 when no
+ * algorithm offers it (nothing written), else 0. */
 static int gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                const void *B, int64_t ldb, float *C, int64_t ldc, int beta1, const float *bias, float *aux) {
+                const void *B, int64_t ldb, void *C, int c16, int64_t ldc, int beta1, const float *bias, void *aux) {
     gemm_key key;
     memset(&key, 0, sizeof key); /* padding must compare equal */
     key.ab_type = mode == GEMM_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    key.c16 = c16;
     key.ta = ta;
     key.tb = tb;
     key.m = m;
@@ -268,9 +279,16 @@ static int gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k,
     }
     gemm_plan *p = plan_get(&key);
     if (!p && aux) return -1;
+    if (!p && c16) { /* no bias-epilogue algorithm (bf16 C, beta 0): fp32 GEMM + bias, then round */
+        OSP_CHECK(!beta1 && ldc == m, "bf16 GEMM output with accumulation or a strided C");
+        float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(m * n));
+        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, t, 0, ldc, 0, bias, NULL);
+        cuda_to_bf16((__nv_bfloat16 *)C, t, m * n);
+        return 0;
+    }
     if (!p) { /* no bias-epilogue algorithm for this shape: plain GEMM, then add the bias */
-        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, C, ldc, beta1, NULL, NULL);
-        cuda_add_bias_cols(C, bias, m, n, ldc);
+        gemm(mode, ta, tb, m, n, k, A, lda, B, ldb, C, 0, ldc, beta1, NULL, NULL);
+        cuda_add_bias_cols((float *)C, bias, m, n, ldc);
         return 0;
     }
     if (bias)
@@ -314,7 +332,7 @@ static void linear_fwd_impl(float *y, const float *x, float sx, const float *W, 
     gemm_mode mode = gemm_mode_get();
     const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
     const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
-    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b, NULL);
+    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
 }
 
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
@@ -338,7 +356,7 @@ int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, c
     gemm_mode mode = gemm_mode_get();
     const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
     const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
-    return gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, O, 0, b, pre);
+    return gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, pre);
 }
 
 /* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is) */
@@ -351,12 +369,12 @@ static void linear_bwd_impl(float *dx, float *dW, float *db, const float *dy, fl
         /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
         if (dx) {
             const void *Wo = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-            gemm(mode, 0, 0, I, N, O, Wo, I, g, O, dx, I, 1, NULL, NULL);
+            gemm(mode, 0, 0, I, N, O, Wo, I, g, O, dx, 0, I, 1, NULL, NULL);
         }
         /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
         if (dW) {
             const void *xo = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
-            gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, I, 1, NULL, NULL);
+            gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
         }
     }
     if (db) {
@@ -373,4 +391,52 @@ void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const flo
 void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
                         const float *W, float sw, int64_t N, int I, int O, bool saturate) {
     linear_bwd_impl(dx, dW, db, dy, fq_scale_arg(sg), x, fq_scale_arg(sx), W, fq_scale_arg(sw), N, I, O, saturate);
+}
+
+/* ------------------------------------------------------------ bf16 activation storage */
+/* The linear ops with bf16-stored activations (ops.h, linear16_*): a bf16 x is the GEMM operand
+ * itself, a bf16 y is written by the GEMM (rounded from its fp32 accumulator). These always run
+ * in bf16 mode (a bf16 operand is a bf16 GEMM); weights and dy are converted as in linear_*. */
+
+void cuda_linear16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, const float *W,
+                       const float *b, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    OSP_CHECK(I > 0 && (!y != !y16) && (!x != !x16), "linear16_fwd: one output and one input, I > 0");
+    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
+    const void *Bm = x16 ? (const void *)x16 : operand_prep(GEMM_BF16, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
+    if (y16) gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, NULL);
+    else gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
+}
+
+void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const __nv_bfloat16 *x16,
+                       const float *W, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0) return;
+    OSP_CHECK(!x != !x16, "linear16_bwd: exactly one of x, x16");
+    if (I > 0 && (dx || dW)) {
+        const void *g = operand_prep(GEMM_BF16, SCRATCH_GEMM_DY, dy, N * O, 0.0f, false);
+        if (dx) {
+            const void *Wo = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
+            gemm(GEMM_BF16, 0, 0, I, N, O, Wo, I, g, O, dx, 0, I, 1, NULL, NULL);
+        }
+        if (dW) {
+            const void *xo = x16 ? (const void *)x16 : operand_prep(GEMM_BF16, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
+            gemm(GEMM_BF16, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
+        }
+    }
+    if (db) cuda_colsum_add(db, dy, N, O);
+}
+
+/* pre16 = bf16(x W^T + b), y16 = bf16(gelu_tanh(x W^T + b)) in one GEMM; -1 when cuBLASLt has no
+ * such algorithm (nothing written) */
+int cuda_linear_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, const float *W,
+                           const float *b, int64_t N, int I, int O) {
+    if (N <= 0 || O <= 0 || I <= 0) return -1;
+    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
+    return gemm(GEMM_BF16, 1, 0, O, N, I, A, I, x16, I, y16, 1, O, 0, b, pre16);
+}
+
+/* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and OSP_ACT16 is not 0 */
+int cuda_act16_enabled(void) {
+    const char *e = getenv("OSP_ACT16");
+    return gemm_mode_get() == GEMM_BF16 && !(e && *e && !strcmp(e, "0"));
 }

@@ -26,9 +26,15 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 /* ------------------------------------------------------------------ forward */
 
+/* The forward kernels write y as float or, for bf16 activation storage (ops.h), as bf16 rounded
+ * to nearest even from the same fp32 value. */
+__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_out(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
 /* y = LN(x) then either [* w + b] (w may be NULL) or, when scale != NULL, * (1 + scale[b]) + shift[b].
  * rows = R*N; the sample of row rn is (rn / N) % B. */
-__global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x, const float *w, const float *bias,
+template <typename T>
+__global__ void ln_fwd_kernel(T *y, float *mean, float *rstd, const float *x, const float *w, const float *bias,
                               const float *shift, const float *scale, int64_t rows, int64_t N, int D, int B,
                               int64_t stride, float eps) {
     int64_t rn = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
@@ -48,20 +54,21 @@ __global__ void ln_fwd_kernel(float *y, float *mean, float *rstd, const float *x
         mean[rn] = m;
         rstd[rn] = rs;
     }
-    float *yr = y + rn * D;
+    T *yr = y + rn * D;
     if (scale) {
         int64_t b = (rn / N) % B;
         const float *sh = shift + b * stride, *sc = scale + b * stride;
-        for (int c = lane; c < D; c += 32) yr[c] = (xr[c] - m) * rs * (1.0f + sc[c]) + sh[c];
+        for (int c = lane; c < D; c += 32) store_out(&yr[c], (xr[c] - m) * rs * (1.0f + sc[c]) + sh[c]);
     } else {
         for (int c = lane; c < D; c += 32) {
             float h = (xr[c] - m) * rs;
-            yr[c] = w ? h * w[c] + (bias ? bias[c] : 0.0f) : h;
+            store_out(&yr[c], w ? h * w[c] + (bias ? bias[c] : 0.0f) : h);
         }
     }
 }
 
-__global__ void rms_fwd_kernel(float *y, float *rstd, const float *x, const float *w, int64_t rows, int D, float eps) {
+template <typename T>
+__global__ void rms_fwd_kernel(T *y, float *rstd, const float *x, const float *w, int64_t rows, int D, float eps) {
     int64_t n = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
     if (n >= rows) return;
     int lane = threadIdx.x;
@@ -70,7 +77,7 @@ __global__ void rms_fwd_kernel(float *y, float *rstd, const float *x, const floa
     for (int c = lane; c < D; c += 32) s2 += xr[c] * xr[c];
     float rs = rsqrtf(warp_sum(s2) / D + eps);
     if (lane == 0) rstd[n] = rs;
-    for (int c = lane; c < D; c += 32) y[n * D + c] = xr[c] * rs * w[c];
+    for (int c = lane; c < D; c += 32) store_out(&y[n * D + c], xr[c] * rs * w[c]);
 }
 
 /* q/k RMSNorm + RoPE in one pass: the row statistic over all D = H*d values, then each lane
@@ -78,7 +85,8 @@ __global__ void rms_fwd_kernel(float *y, float *rstd, const float *x, const floa
  * head. Same operation order as the CPU twin (norm * w, then rotate). y may alias x: a lane
  * reads each pair before writing it. */
 
-__global__ void qk_norm_rope_fwd_kernel(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+template <typename T>
+__global__ void qk_norm_rope_fwd_kernel(T *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                                         const osp_rope r, int64_t rows, int D, float eps) {
     int64_t n = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
     if (n >= rows) return;
@@ -92,8 +100,8 @@ __global__ void qk_norm_rope_fwd_kernel(float *y, float *rstd, const float *x, c
     for (int q = lane; q < D2; q += 32) {
         float2 c = rope_cs(r, p3, q % r.npair);
         float h0 = xr[2 * q] * rs * w[2 * q], h1 = xr[2 * q + 1] * rs * w[2 * q + 1];
-        y[n * D + 2 * q] = h0 * c.x - h1 * c.y;
-        y[n * D + 2 * q + 1] = h0 * c.y + h1 * c.x;
+        store_out(&y[n * D + 2 * q], h0 * c.x - h1 * c.y);
+        store_out(&y[n * D + 2 * q + 1], h0 * c.y + h1 * c.x);
     }
 }
 
@@ -271,8 +279,9 @@ static dim3 row_grid(int64_t rows) {
 }
 static const dim3 row_block(32, ROWS_PER_BLOCK);
 
-void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
-                        int D, float eps) {
+template <typename T>
+static void layernorm_fwd_t(T *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
+                            int D, float eps) {
     if (N <= 0) return;
     ln_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, mean, rstd, x, w, b, NULL, NULL, N, N, D, 1, 0,
                                                                   eps);
@@ -290,8 +299,9 @@ void cuda_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const 
     if (dw || db) colred(dw, db, RED_LN, dy, x, mean, rstd, 1, N, D, 1, 0);
 }
 
-void cuda_ln_mod_fwd(float *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
-                     int64_t R, int64_t N, int D, int B, int64_t stride, float eps) {
+template <typename T>
+static void ln_mod_fwd_t(T *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                         int64_t R, int64_t N, int D, int B, int64_t stride, float eps) {
     if (R * N <= 0) return;
     ln_fwd_kernel<<<row_grid(R * N), row_block, 0, osp_cuda_stream>>>(y, mean, rstd, x, NULL, NULL, shift, scale,
                                                                       R * N, N, D, B, stride, eps);
@@ -309,7 +319,8 @@ void cuda_ln_mod_bwd(float *dx, float *dshift, float *dscale, const float *dy, c
     if (dshift || dscale) colred(dscale, dshift, RED_LN, dy, x, mean, rstd, R, N, D, B, stride);
 }
 
-void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
+template <typename T>
+static void rmsnorm_fwd_t(T *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
     if (N <= 0) return;
     rms_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, rstd, x, w, N, D, eps);
     CUDA_LAUNCH_CHECK();
@@ -325,8 +336,9 @@ void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, con
     if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
 }
 
-void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
-                           const osp_rope *r, int64_t N, int H, float eps) {
+template <typename T>
+static void qk_norm_rope_fwd_t(T *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                               const osp_rope *r, int64_t N, int H, float eps) {
     if (N <= 0) return;
     qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, rstd, x, w, pos, *r, N, H * r->d, eps);
     CUDA_LAUNCH_CHECK();
@@ -383,4 +395,37 @@ void cuda_colsum_add(float *out, const float *dy, int64_t N, int D) {
 
 void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, float s, bool saturate) {
     colred(out, NULL, RED_COLSUM_FQ, dy, NULL, NULL, NULL, 1, N, D, 1, 0, s, saturate);
+}
+
+/* ------------------------------------------------------------------ the launchers, fp32 / bf16 y */
+
+void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
+                        int D, float eps) {
+    layernorm_fwd_t(y, mean, rstd, x, w, b, N, D, eps);
+}
+void cuda_layernorm16_fwd(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                          int64_t N, int D, float eps) {
+    layernorm_fwd_t((__nv_bfloat16 *)y, mean, rstd, x, w, b, N, D, eps);
+}
+void cuda_ln_mod_fwd(float *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                     int64_t R, int64_t N, int D, int B, int64_t stride, float eps) {
+    ln_mod_fwd_t(y, mean, rstd, x, shift, scale, R, N, D, B, stride, eps);
+}
+void cuda_ln_mod16_fwd(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                       int64_t R, int64_t N, int D, int B, int64_t stride, float eps) {
+    ln_mod_fwd_t((__nv_bfloat16 *)y, mean, rstd, x, shift, scale, R, N, D, B, stride, eps);
+}
+void cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
+    rmsnorm_fwd_t(y, rstd, x, w, N, D, eps);
+}
+void cuda_rmsnorm16_fwd(osp_bf16 *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
+    rmsnorm_fwd_t((__nv_bfloat16 *)y, rstd, x, w, N, D, eps);
+}
+void cuda_qk_norm_rope_fwd(float *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                           const osp_rope *r, int64_t N, int H, float eps) {
+    qk_norm_rope_fwd_t(y, rstd, x, w, pos, r, N, H, eps);
+}
+void cuda_qk_norm_rope16_fwd(osp_bf16 *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                             const osp_rope *r, int64_t N, int H, float eps) {
+    qk_norm_rope_fwd_t((__nv_bfloat16 *)y, rstd, x, w, pos, r, N, H, eps);
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 typedef struct osp_rope osp_rope; /* per-axis cos/sin tables, built by the backend */
+typedef uint16_t osp_bf16;        /* a bfloat16 bit pattern (the top half of an fp32) */
 
 typedef struct osp_backend {
     const char *name;
@@ -150,6 +151,38 @@ typedef struct osp_backend {
     void (*hif8_fq)(float *y, const float *x, int64_t n, float s, bool saturate);
     /* number of non-finite values in x */
     int64_t (*count_nonfinite)(const float *x, int64_t n);
+
+    /* ---- bf16 activation storage (optional: NULL where every activation stays fp32, the CPU) ----
+     * The tensors that only ever feed a GEMM or an attention (the norm outputs, q/k/v/o, the FFN
+     * hidden) are stored as bf16, rounded to nearest even once by their producer, instead of fp32
+     * that every consumer rounds again. A GEMM or attention given bf16 inputs computes exactly what
+     * it computes from the fp32 tensor (it multiplies bf16 operands either way); what changes is
+     * memory traffic: no conversion passes, half the bytes. In each pair below exactly one of the
+     * fp32 / bf16 pointers of an operand is non-NULL. Same contracts as the fp32 ops above. */
+    int (*act16_on)(void); /* whether bf16 storage is in effect now (CUDA: bf16 GEMMs, OSP_ACT16 != 0) */
+    void (*linear16_fwd)(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
+                         const float *b, int64_t N, int K, int O);
+    void (*linear16_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
+                         const float *W, int64_t N, int K, int O);
+    /* linear_gelu_fwd with x, y and pre stored bf16 */
+    void (*linear_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
+                              int64_t N, int K, int O);
+    void (*gelu16_bwd)(float *dx, const float *dy, const osp_bf16 *pre, int64_t n);
+    /* ln_mod_fwd / layernorm_fwd / rmsnorm_fwd / qk_norm_rope_fwd writing y as bf16 (statistics fp32) */
+    void (*ln_mod16_fwd)(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *shift,
+                         const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride, float eps);
+    void (*layernorm16_fwd)(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                            int64_t N, int D, float eps);
+    void (*rmsnorm16_fwd)(osp_bf16 *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
+    void (*qk_norm_rope16_fwd)(osp_bf16 *y, float *rstd, const float *x, const float *w, const int32_t *pos,
+                               const osp_rope *r, int64_t N, int H, float eps);
+    /* attn_fwd / attn_bwd over bf16 q, k, v, o (lse, dout and the gradients fp32). With kvalid, both
+     * may overwrite the masked rows of k and v with zeros (no output depends on those rows). */
+    void (*attn16_fwd)(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid,
+                       int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
+    void (*attn16_bwd)(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
+                       const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid, int64_t R,
+                       int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
 } osp_backend;
 
 const osp_backend *osp_backend_cpu(void);

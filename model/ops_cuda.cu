@@ -139,9 +139,12 @@ __global__ void gelu_fwd_kernel(float *y, const float *x, int64_t n) {
         y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
     }
 }
-__global__ void gelu_bwd_kernel(float *dx, const float *dy, const float *x, int64_t n) {
+__device__ __forceinline__ float ew_ld(const float *p) { return *p; }
+__device__ __forceinline__ float ew_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+template <typename T> /* x fp32, or bf16 (the pre-activation in bf16 storage) */
+__global__ void gelu_bwd_kernel(float *dx, const float *dy, const T *x, int64_t n) {
     GRID_STRIDE(i, n) {
-        float v = x[i];
+        float v = ew_ld(x + i);
         float t = tanhf(GELU_K * (v + 0.044715f * v * v * v));
         float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
         dx[i] += dy[i] * d;
@@ -172,6 +175,46 @@ static void cu_linear_gelu_fwd(float *y, float *pre, const float *x, const float
 static void cu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, x, n);
 }
+static void cu_gelu16_bwd(float *dx, const float *dy, const osp_bf16 *x, int64_t n) {
+    EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, (const __nv_bfloat16 *)x, n);
+}
+/* pre16 = bf16(pre), y16 = bf16(gelu(pre)): the epilogue's work when cuBLASLt offers none */
+__global__ void gelu16_split_kernel(__nv_bfloat16 *y, __nv_bfloat16 *pre16, const float *pre, int64_t n) {
+    GRID_STRIDE(i, n) {
+        float v = pre[i];
+        pre16[i] = __float2bfloat16_rn(v);
+        y[i] = __float2bfloat16_rn(0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
+    }
+}
+static void cu_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
+                                 int64_t N, int K, int O) {
+    __nv_bfloat16 *y16 = (__nv_bfloat16 *)y, *p16 = (__nv_bfloat16 *)pre;
+    const __nv_bfloat16 *x16 = (const __nv_bfloat16 *)x;
+    if (cuda_linear_gelu16_fwd(y16, p16, x16, W, b, N, K, O) == 0) return;
+    float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(N * O));
+    cuda_linear16_fwd(t, NULL, NULL, x16, W, b, N, K, O);
+    EW_LAUNCH(gelu16_split_kernel, N * O, y16, p16, t, N * O);
+}
+static void cu_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
+                            const float *b, int64_t N, int K, int O) {
+    cuda_linear16_fwd(y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, W, b, N, K, O);
+}
+static void cu_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
+                            const float *W, int64_t N, int K, int O) {
+    cuda_linear16_bwd(dx, dW, db, dy, x, (const __nv_bfloat16 *)x16, W, N, K, O);
+}
+static void cu_attn16_fwd(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v,
+                          const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
+    cuda_attn16_fwd((__nv_bfloat16 *)o, lse, (const __nv_bfloat16 *)q, (__nv_bfloat16 *)k, (__nv_bfloat16 *)v, kvalid,
+                    R, Rkv, Nq, Nk, H, d);
+}
+static void cu_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
+                          const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
+                          int64_t Nq, int64_t Nk, int H, int d) {
+    cuda_attn16_bwd(dq, dk, dv, dout, (const __nv_bfloat16 *)o, lse, (const __nv_bfloat16 *)q, (__nv_bfloat16 *)k,
+                    (__nv_bfloat16 *)v, kvalid, R, Rkv, Nq, Nk, H, d);
+}
+static int cu_act16_on(void) { return cuda_act16_enabled(); }
 static void cu_silu_fwd(float *y, const float *x, int64_t n) { EW_LAUNCH(silu_fwd_kernel, n, y, x, n); }
 static void cu_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(silu_bwd_kernel, n, dx, dy, x, n);
@@ -476,6 +519,17 @@ static void cuda_backend_fill(osp_backend *b) {
     b->ema = cu_ema;
     b->hif8_fq = cu_hif8_fq;
     b->count_nonfinite = cu_count_nonfinite;
+    b->act16_on = cu_act16_on;
+    b->linear16_fwd = cu_linear16_fwd;
+    b->linear16_bwd = cu_linear16_bwd;
+    b->linear_gelu16_fwd = cu_linear_gelu16_fwd;
+    b->gelu16_bwd = cu_gelu16_bwd;
+    b->ln_mod16_fwd = cuda_ln_mod16_fwd;
+    b->layernorm16_fwd = cuda_layernorm16_fwd;
+    b->rmsnorm16_fwd = cuda_rmsnorm16_fwd;
+    b->qk_norm_rope16_fwd = cuda_qk_norm_rope16_fwd;
+    b->attn16_fwd = cu_attn16_fwd;
+    b->attn16_bwd = cu_attn16_bwd;
 }
 
 /* NULL when no GPU is visible (the caller falls back to the CPU). The first call picks

@@ -73,23 +73,95 @@ void wan_quant_state_set(wan_model *m, const float *in) {
     }
 }
 
-static void lin_fwd(wan_model *m, int blk, int site, float *y, const float *x, const lin_p *w, int64_t N, int K, int O) {
-    if (!block_quantised(m, blk)) {
-        m->be->linear_fwd(y, x, w->w, w->b, N, K, O);
-        return;
-    }
-    qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
-    qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y, x, w->w, w->b, N, K, O);
+/* ------------------------------------------------------------ activation storage */
+
+/* A block activation that only feeds GEMMs and attention (norm outputs, q/k/v/o, FFN hidden):
+ * bf16 where the backend stores such tensors bf16 (ops.h, "bf16 activation storage"), else
+ * fp32. Either way it lives in the same arena buffer; exactly one pointer is set. */
+typedef struct {
+    float *f;
+    osp_bf16 *h;
+} act;
+
+/* bf16 storage for block i: offered and on, and the block unquantised (the HiF8 linear and the
+ * attention fake quantisation read fp32) */
+static bool block_act16(const wan_model *m, int i) {
+    const osp_backend *be = m->be;
+    return be->act16_on && be->act16_on() && !block_quantised(m, i);
 }
 
-static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, const float *x,
-                    const lin_p *w, int64_t N, int K, int O) {
-    if (!block_quantised(m, blk)) {
-        m->be->linear_bwd(dx, gw->w, gw->b, dy, x, w->w, N, K, O);
-        return;
+static act act_of(bool a16, float *buf) {
+    act a = {a16 ? NULL : buf, a16 ? (osp_bf16 *)buf : NULL};
+    return a;
+}
+static act act_f32(float *buf) { return act_of(false, buf); }
+
+static void lin_fwd(wan_model *m, int blk, int site, act y, act x, const lin_p *w, int64_t N, int K, int O) {
+    if (block_quantised(m, blk)) {
+        qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
+        qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y.f, x.f, w->w, w->b, N, K, O);
+    } else if (y.h || x.h) {
+        m->be->linear16_fwd(y.f, y.h, x.f, x.h, w->w, w->b, N, K, O);
+    } else {
+        m->be->linear_fwd(y.f, x.f, w->w, w->b, N, K, O);
     }
-    qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
-    qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x, w->w, N, K, O);
+}
+
+static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, act x,
+                    const lin_p *w, int64_t N, int K, int O) {
+    if (block_quantised(m, blk)) {
+        qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
+        qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x.f, w->w, N, K, O);
+    } else if (x.h) {
+        m->be->linear16_bwd(dx, gw->w, gw->b, dy, NULL, x.h, w->w, N, K, O);
+    } else {
+        m->be->linear_bwd(dx, gw->w, gw->b, dy, x.f, w->w, N, K, O);
+    }
+}
+
+static void ln_mod(const osp_backend *be, act y, float *mean, float *rstd, const float *x, const float *shift,
+                   const float *scale, int64_t R, int64_t N, int D, int B, int64_t st, float eps) {
+    if (y.h) be->ln_mod16_fwd(y.h, mean, rstd, x, shift, scale, R, N, D, B, st, eps);
+    else be->ln_mod_fwd(y.f, mean, rstd, x, shift, scale, R, N, D, B, st, eps);
+}
+
+static void rms(const osp_backend *be, act y, float *rstd, const float *x, const float *w, int64_t N, int D,
+                float eps) {
+    if (y.h) be->rmsnorm16_fwd(y.h, rstd, x, w, N, D, eps);
+    else be->rmsnorm_fwd(y.f, rstd, x, w, N, D, eps);
+}
+
+static void qk_norm_rope(const osp_backend *be, act y, float *rstd, const float *x, const float *w,
+                         const int32_t *pos, const osp_rope *r, int64_t N, int H, float eps) {
+    if (y.h) be->qk_norm_rope16_fwd(y.h, rstd, x, w, pos, r, N, H, eps);
+    else be->qk_norm_rope_fwd(y.f, rstd, x, w, pos, r, N, H, eps);
+}
+
+static void attn(const osp_backend *be, act o, float *lse, act q, act k, act v, const uint8_t *kvalid, int64_t R,
+                 int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
+    if (o.h) be->attn16_fwd(o.h, lse, q.h, k.h, v.h, kvalid, R, Rkv, Nq, Nk, H, d);
+    else be->attn_fwd(o.f, lse, q.f, k.f, v.f, kvalid, R, Rkv, Nq, Nk, H, d);
+}
+
+static void attn_back(const osp_backend *be, float *dq, float *dk, float *dv, const float *dout, act o,
+                      const float *lse, act q, act k, act v, const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq,
+                      int64_t Nk, int H, int d) {
+    if (o.h) be->attn16_bwd(dq, dk, dv, dout, o.h, lse, q.h, k.h, v.h, kvalid, R, Rkv, Nq, Nk, H, d);
+    else be->attn_bwd(dq, dk, dv, dout, o.f, lse, q.f, k.f, v.f, kvalid, R, Rkv, Nq, Nk, H, d);
+}
+
+/* the block activations, typed for this block (the backward reads them as the forward wrote them) */
+typedef struct {
+    act h1, q, k, v, o, h3, cq, ck, cv, co, h2, f1, f2;
+} block_view;
+
+static block_view block_view_of(const wan_model *m, int i) {
+    block_acts *a = &m->acts[i];
+    bool h = block_act16(m, i);
+    block_view w = {act_of(h, a->h1), act_of(h, a->q),  act_of(h, a->k),  act_of(h, a->v),  act_of(h, a->o),
+                    act_of(h, a->h3), act_of(h, a->cq), act_of(h, a->ck), act_of(h, a->cv), act_of(h, a->co),
+                    act_of(h, a->h2), act_of(h, a->f1), act_of(h, a->f2)};
+    return w;
 }
 
 /* In-place fake quantisation of an attention operand (quant.attention). Recomputation
@@ -124,40 +196,44 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout, const i
     int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B;
     int64_t st = 6 * (int64_t)D;
     float eps = m->cfg.eps;
+    block_view w = block_view_of(m, i);
     qlinear_xcache_reset(&m->xc); /* recomputation refills the same activation buffers */
     block_mod(m, i, a->mod);
     /* self-attention: LN + modulation, q/k RMSNorm over the full dim, RoPE, attention */
-    be->ln_mod_fwd(a->h1, a->m1, a->r1, x, a->mod, a->mod + D, R, N, D, B, st, eps);
-    lin_fwd(m, i, SITE_SQ, a->qp, a->h1, &p->sq, M, D, D);
-    lin_fwd(m, i, SITE_SK, a->kp, a->h1, &p->sk, M, D, D);
-    lin_fwd(m, i, SITE_SV, a->v, a->h1, &p->sv, M, D, D);
-    be->qk_norm_rope_fwd(a->q, a->rq, a->qp, p->snq, lay->pos3, m->rope, M, H, eps);
-    be->qk_norm_rope_fwd(a->k, a->rk, a->kp, p->snk, lay->pos3, m->rope, M, H, eps);
+    ln_mod(be, w.h1, a->m1, a->r1, x, a->mod, a->mod + D, R, N, D, B, st, eps);
+    lin_fwd(m, i, SITE_SQ, act_f32(a->qp), w.h1, &p->sq, M, D, D);
+    lin_fwd(m, i, SITE_SK, act_f32(a->kp), w.h1, &p->sk, M, D, D);
+    lin_fwd(m, i, SITE_SV, w.v, w.h1, &p->sv, M, D, D);
+    qk_norm_rope(be, w.q, a->rq, a->qp, p->snq, lay->pos3, m->rope, M, H, eps);
+    qk_norm_rope(be, w.k, a->rk, a->kp, p->snk, lay->pos3, m->rope, M, H, eps);
     att_fq(m, i, AQ_Q, a->q, M * D);
     att_fq(m, i, AQ_K, a->k, M * D);
     att_fq(m, i, AQ_V, a->v, M * D);
-    be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, lay->valid, R, R, N, N, H, hd);
-    lin_fwd(m, i, SITE_SO, a->yo, a->o, &p->so, M, D, D);
+    attn(be, w.o, a->lse, w.q, w.k, w.v, lay->valid, R, R, N, N, H, hd);
+    lin_fwd(m, i, SITE_SO, act_f32(a->yo), w.o, &p->so, M, D, D);
     be->gate_res_fwd(a->x1, x, a->yo, a->mod + 2 * D, NULL, 0, R, N, D, B, st);
     /* cross-attention over all text rows: affine LN, no modulation, no gate, no RoPE */
-    be->layernorm_fwd(a->h3, a->m3, a->r3, a->x1, p->n3w, p->n3b, M, D, eps);
-    lin_fwd(m, i, SITE_CQ, a->cqp, a->h3, &p->cq, M, D, D);
-    be->rmsnorm_fwd(a->cq, a->crq, a->cqp, p->cnq, M, D, eps);
-    lin_fwd(m, i, SITE_CK, a->ckp, m->ctx, &p->ck, Mt, D, D);
-    be->rmsnorm_fwd(a->ck, a->crk, a->ckp, p->cnk, Mt, D, eps);
-    lin_fwd(m, i, SITE_CV, a->cv, m->ctx, &p->cv, Mt, D, D);
-    be->attn_fwd(a->co, a->clse, a->cq, a->ck, a->cv, NULL, R, B, N, m->cfg.text_len, H, hd);
-    lin_fwd(m, i, SITE_CO, a->x2, a->co, &p->co, M, D, D); /* x2 = x1 + cross-attention output */
+    if (w.h3.h) be->layernorm16_fwd(w.h3.h, a->m3, a->r3, a->x1, p->n3w, p->n3b, M, D, eps);
+    else be->layernorm_fwd(a->h3, a->m3, a->r3, a->x1, p->n3w, p->n3b, M, D, eps);
+    lin_fwd(m, i, SITE_CQ, act_f32(a->cqp), w.h3, &p->cq, M, D, D);
+    rms(be, w.cq, a->crq, a->cqp, p->cnq, M, D, eps);
+    lin_fwd(m, i, SITE_CK, act_f32(a->ckp), act_f32(m->ctx), &p->ck, Mt, D, D);
+    rms(be, w.ck, a->crk, a->ckp, p->cnk, Mt, D, eps);
+    lin_fwd(m, i, SITE_CV, w.cv, act_f32(m->ctx), &p->cv, Mt, D, D);
+    attn(be, w.co, a->clse, w.cq, w.ck, w.cv, NULL, R, B, N, m->cfg.text_len, H, hd);
+    lin_fwd(m, i, SITE_CO, act_f32(a->x2), w.co, &p->co, M, D, D); /* x2 = x1 + cross-attention output */
     be->add(a->x2, a->x1, M * D);
     /* FFN: LN + modulation, Linear, GELU(tanh), Linear, gated residual */
-    be->ln_mod_fwd(a->h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
+    ln_mod(be, w.h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
     if (block_quantised(m, i)) {
-        lin_fwd(m, i, SITE_F1, a->f1, a->h2, &p->f1, M, D, F);
+        lin_fwd(m, i, SITE_F1, w.f1, w.h2, &p->f1, M, D, F);
         be->gelu_fwd(a->f2, a->f1, M * F);
+    } else if (w.f2.h) { /* one pass: GEMM epilogue */
+        be->linear_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, p->f1.w, p->f1.b, M, D, F);
     } else {
-        be->linear_gelu_fwd(a->f2, a->f1, a->h2, p->f1.w, p->f1.b, M, D, F); /* one pass: GEMM epilogue */
+        be->linear_gelu_fwd(a->f2, a->f1, a->h2, p->f1.w, p->f1.b, M, D, F);
     }
-    lin_fwd(m, i, SITE_F2, a->yf, a->f2, &p->f2, M, F, D);
+    lin_fwd(m, i, SITE_F2, act_f32(a->yf), w.f2, &p->f2, M, F, D);
     /* the last residual writes the next block's input, in the next block's layout if it moves */
     be->gate_res_fwd(xout, a->x2, a->yf, a->mod + 5 * D, move, nout, R, N, D, B, st);
 }
@@ -172,6 +248,7 @@ void wan_block_backward(wan_model *m, int i, const float *x, const float *dout, 
     int D = m->D, F = m->F, H = m->H, hd = m->hd, B = m->B, Lt = m->cfg.text_len;
     int64_t st = 6 * (int64_t)D;
     float *dmod = m->gmod;
+    block_view w = block_view_of(m, i);
     qlinear_xcache_reset(&m->xc);
     be->zero(dmod, sizeof(float) * B * 6 * D);
     /* FFN: dx2 = dout + LN-path; gate2 */
@@ -180,50 +257,51 @@ void wan_block_backward(wan_model *m, int i, const float *x, const float *dout, 
     be->zero(m->g1, sizeof(float) * M * D);
     be->gate_res_bwd(m->g1, dmod + 5 * D, dout, a->yf, a->mod + 5 * D, R, N, D, B, st);
     be->zero(m->gf2, sizeof(float) * M * F);
-    lin_bwd(m, i, SITE_F2, m->gf2, &g->f2, m->g1, a->f2, &p->f2, M, F, D);
+    lin_bwd(m, i, SITE_F2, m->gf2, &g->f2, m->g1, w.f2, &p->f2, M, F, D);
     be->zero(m->gf1, sizeof(float) * M * F);
-    be->gelu_bwd(m->gf1, m->gf2, a->f1, M * F);
+    if (w.f1.h) be->gelu16_bwd(m->gf1, m->gf2, w.f1.h, M * F);
+    else be->gelu_bwd(m->gf1, m->gf2, a->f1, M * F);
     be->zero(m->g2, sizeof(float) * M * D);
-    lin_bwd(m, i, SITE_F1, m->g2, &g->f1, m->gf1, a->h2, &p->f1, M, D, F);
+    lin_bwd(m, i, SITE_F1, m->g2, &g->f1, m->gf1, w.h2, &p->f1, M, D, F);
     be->ln_mod_bwd(dx2, dmod + 3 * D, dmod + 4 * D, m->g2, a->x2, a->m2, a->r2, a->mod + 4 * D, R, N, D, B, st);
     /* cross-attention: dx1 = dx2 + norm3 path */
     float *dx1 = dx2; /* the residual passes through unchanged; norm3's gradient is added below */
     be->zero(m->go, sizeof(float) * M * D);
-    lin_bwd(m, i, SITE_CO, m->go, &g->co, dx2, a->co, &p->co, M, D, D);
+    lin_bwd(m, i, SITE_CO, m->go, &g->co, dx2, w.co, &p->co, M, D, D);
     be->zero(m->gq, sizeof(float) * M * D);
     be->zero(m->gck, sizeof(float) * Mt * D);
     be->zero(m->gcv, sizeof(float) * Mt * D);
-    be->attn_bwd(m->gq, m->gck, m->gcv, m->go, a->co, a->clse, a->cq, a->ck, a->cv, NULL, R, B, N, Lt, H, hd);
+    attn_back(be, m->gq, m->gck, m->gcv, m->go, w.co, a->clse, w.cq, w.ck, w.cv, NULL, R, B, N, Lt, H, hd);
     be->zero(m->g1, sizeof(float) * M * D);
     be->rmsnorm_bwd(m->g1, g->cnq, m->gq, a->cqp, a->crq, p->cnq, M, D);
     be->zero(m->g2, sizeof(float) * M * D);
-    lin_bwd(m, i, SITE_CQ, m->g2, &g->cq, m->g1, a->h3, &p->cq, M, D, D);
+    lin_bwd(m, i, SITE_CQ, m->g2, &g->cq, m->g1, w.h3, &p->cq, M, D, D);
     be->zero(m->gckp, sizeof(float) * Mt * D);
     be->rmsnorm_bwd(m->gckp, g->cnk, m->gck, a->ckp, a->crk, p->cnk, Mt, D);
-    lin_bwd(m, i, SITE_CK, m->gctx, &g->ck, m->gckp, m->ctx, &p->ck, Mt, D, D);
-    lin_bwd(m, i, SITE_CV, m->gctx, &g->cv, m->gcv, m->ctx, &p->cv, Mt, D, D);
+    lin_bwd(m, i, SITE_CK, m->gctx, &g->ck, m->gckp, act_f32(m->ctx), &p->ck, Mt, D, D);
+    lin_bwd(m, i, SITE_CV, m->gctx, &g->cv, m->gcv, act_f32(m->ctx), &p->cv, Mt, D, D);
     be->layernorm_bwd(dx1, g->n3w, g->n3b, m->g2, a->x1, a->m3, a->r3, p->n3w, M, D);
     /* self-attention: dx = dx1 + LN1 path; gate1 */
     be->add(dx, dx1, M * D);
     be->zero(m->g1, sizeof(float) * M * D);
     be->gate_res_bwd(m->g1, dmod + 2 * D, dx1, a->yo, a->mod + 2 * D, R, N, D, B, st);
     be->zero(m->go, sizeof(float) * M * D);
-    lin_bwd(m, i, SITE_SO, m->go, &g->so, m->g1, a->o, &p->so, M, D, D);
+    lin_bwd(m, i, SITE_SO, m->go, &g->so, m->g1, w.o, &p->so, M, D, D);
     be->zero(m->gq, sizeof(float) * M * D);
     be->zero(m->gk, sizeof(float) * M * D);
     be->zero(m->gv, sizeof(float) * M * D);
-    be->attn_bwd(m->gq, m->gk, m->gv, m->go, a->o, a->lse, a->q, a->k, a->v, lay->valid, R, R, N, N, H, hd);
+    attn_back(be, m->gq, m->gk, m->gv, m->go, w.o, a->lse, w.q, w.k, w.v, lay->valid, R, R, N, N, H, hd);
     att_fq(m, i, AQ_DQ, m->gq, M * D);
     att_fq(m, i, AQ_DK, m->gk, M * D);
     att_fq(m, i, AQ_DV, m->gv, M * D);
     be->zero(m->g1, sizeof(float) * M * D);
     be->qk_norm_rope_bwd(m->g1, g->snq, m->gq, a->qp, a->rq, p->snq, lay->pos3, m->rope, M, H);
     be->zero(m->g2, sizeof(float) * M * D);
-    lin_bwd(m, i, SITE_SQ, m->g2, &g->sq, m->g1, a->h1, &p->sq, M, D, D);
+    lin_bwd(m, i, SITE_SQ, m->g2, &g->sq, m->g1, w.h1, &p->sq, M, D, D);
     be->zero(m->g1, sizeof(float) * M * D);
     be->qk_norm_rope_bwd(m->g1, g->snk, m->gk, a->kp, a->rk, p->snk, lay->pos3, m->rope, M, H);
-    lin_bwd(m, i, SITE_SK, m->g2, &g->sk, m->g1, a->h1, &p->sk, M, D, D);
-    lin_bwd(m, i, SITE_SV, m->g2, &g->sv, m->gv, a->h1, &p->sv, M, D, D);
+    lin_bwd(m, i, SITE_SK, m->g2, &g->sk, m->g1, w.h1, &p->sk, M, D, D);
+    lin_bwd(m, i, SITE_SV, m->g2, &g->sv, m->gv, w.h1, &p->sv, M, D, D);
     be->ln_mod_bwd(dx, dmod, dmod + D, m->g2, x, a->m1, a->r1, a->mod + D, R, N, D, B, st);
     /* modulation = block.modulation + e0: both receive the per-sample gradient */
     for (int b = 0; b < B; b++) {

@@ -7,7 +7,8 @@
  *
  * Cases: full attention and hybrid Skiparse (P=2, K=0, 5x6 token grid padded in the sparse
  * region), head dim 64 and 128 (the tensor-core attention kernels), with the default bf16-operand
- * GEMMs and with OSP_CUDA_GEMM=fp32 (cuda_gemm.cu reads it on every call); and HiF8 fake
+ * GEMMs and bf16 activation storage (ops.h), with bf16 GEMMs but fp32 storage (OSP_ACT16=0), and
+ * with OSP_CUDA_GEMM=fp32 (cuda_gemm.cu reads both on every call); and HiF8 fake
  * quantisation (hybrid, quant.attention on), where hif8_fq is bit-exact but the GEMMs that feed
  * it are not, so values near a HiF8 rounding boundary may land on the neighbouring code.
  *
@@ -47,6 +48,7 @@ typedef struct {
     int dim, heads;
     bool hybrid, quant;
     const char *gemm; /* OSP_CUDA_GEMM for the GPU run, NULL = default (bf16 operands) */
+    bool fp32_store;  /* OSP_ACT16=0: activations stored fp32 (default: bf16 where ops.h allows) */
     double tol_out, tol_grad, tol_in;
 } wg_case;
 
@@ -156,8 +158,10 @@ static void wg_check(const wg_case *k, const osp_backend *gpu, uint64_t seed) {
     wg_result rc = wg_run(osp_backend_cpu(), &c, params, &in);
     /* the GEMM mode is read per call: set it only around the GPU run */
     if (k->gemm) setenv("OSP_CUDA_GEMM", k->gemm, 1);
+    if (k->fp32_store) setenv("OSP_ACT16", "0", 1);
     wg_result rg = wg_run(gpu, &c, params, &in);
     if (k->gemm) unsetenv("OSP_CUDA_GEMM");
+    if (k->fp32_store) unsetenv("OSP_ACT16");
 
     /* per-tensor errors over the parameter list (arena padding excluded) */
     wan_model *m = wan_init(&c, osp_backend_cpu());
@@ -229,15 +233,17 @@ int main(void) {
     const char *env = getenv("OSP_CUDA_GEMM");
     if (env) printf("note: OSP_CUDA_GEMM=%s in the environment; it is cleared for the default-mode cases\n", env);
     unsetenv("OSP_CUDA_GEMM");
+    unsetenv("OSP_ACT16");
 
     static const wg_case cases[] = {
-        {"full, hd 64, bf16 GEMM", 128, 2, false, false, NULL, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 64, bf16 GEMM", 128, 2, true, false, NULL, 2e-2, 2e-2, 3e-2},
-        {"full, hd 128, bf16 GEMM", 256, 2, false, false, NULL, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 128, bf16 GEMM", 256, 2, true, false, NULL, 2e-2, 2e-2, 3e-2},
-        {"full, hd 64, fp32 GEMM", 128, 2, false, false, "fp32", 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 64, fp32 GEMM", 128, 2, true, false, "fp32", 2e-2, 2e-2, 3e-2},
-        {"HiF8 hybrid, hd 64, bf16 GEMM", 128, 2, true, true, NULL, 6e-2, 1.5e-1, 2e-1},
+        {"full, hd 64, bf16 GEMM", 128, 2, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
+        {"hybrid P2 K0, hd 64, bf16 GEMM", 128, 2, true, false, NULL, false, 2e-2, 2e-2, 3e-2},
+        {"full, hd 128, bf16 GEMM", 256, 2, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
+        {"hybrid P2 K0, hd 128, bf16 GEMM", 256, 2, true, false, NULL, false, 2e-2, 2e-2, 3e-2},
+        {"hybrid P2 K0, hd 128, fp32 store", 256, 2, true, false, NULL, true, 2e-2, 2e-2, 3e-2},
+        {"full, hd 64, fp32 GEMM", 128, 2, false, false, "fp32", false, 2e-2, 2e-2, 3e-2},
+        {"hybrid P2 K0, hd 64, fp32 GEMM", 128, 2, true, false, "fp32", false, 2e-2, 2e-2, 3e-2},
+        {"HiF8 hybrid, hd 64, bf16 GEMM", 128, 2, true, true, NULL, false, 6e-2, 1.5e-1, 2e-1},
     };
     const int ncase = (int)(sizeof cases / sizeof cases[0]);
     printf("GPU vs CPU, ||gpu-cpu||/||cpu||; B=2 latent 4x3x10x12, patch 1x2x2, 4 layers, text 16x32\n");

@@ -231,6 +231,8 @@ void bench_attn(bench_ctx *b) {
     printf("%-14s %-12s %-8s %-9s %10s %9s %10s %9s %8s%s\n", "shape", "R x N", "H x d", "impl", "fwd ms",
            bench_rate_unit(b), "fwd+bwd ms", bench_rate_unit(b), "vs full",
            b->cuda ? "  anchor fwd / fwd+bwd (cuDNN, H200)" : "");
+    printf("q, k, v, o stored %s%s\n", bench_act16(b) ? "bf16 (as the model's blocks keep them)" : "fp32",
+           bench_act16(b) ? "; OSP_ACT16=0: fp32 with conversions around the kernels" : "");
     json_t *js = bench_section(b, "attn");
     double full_fb[2] = {0, 0}, full_f[2] = {0, 0}; /* per row kind: default, the other implementation */
     for (int i = 0; i < ns; i++) {
@@ -260,6 +262,7 @@ void bench_attn(bench_ctx *b) {
                                     "impl", impl, "R", (json_int_t)s->R, "N", (json_int_t)s->N, "heads", s->H,
                                     "head_dim", s->d, "fwd_flops", f, "fwd_ms", r.fwd * 1e3, "fwd_bwd_ms", fb * 1e3,
                                     "fwd_rate", bench_rate(b, f, r.fwd), "fwd_bwd_rate", bench_rate(b, 3.5 * f, fb));
+            json_object_set_new(row, "storage", json_string(bench_act16(b) ? "bf16" : "fp32"));
             if (sparse && full_f[alt] > 0) {
                 json_object_set_new(row, "fwd_speedup_vs_full", json_real(full_f[alt] / r.fwd));
                 json_object_set_new(row, "fwd_bwd_speedup_vs_full", json_real(full_fb[alt] / fb));

@@ -184,15 +184,48 @@ typedef struct {
     const osp_backend *be;
     const bench_ctx *b;
     float *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+    osp_bf16 *q16, *k16, *v16, *o16; /* bf16 activation storage: what the model's blocks use */
     const uint8_t *valid;
     int64_t R, N;
     int H, d;
 } attn_arg;
 
+/* n random values of scale a, stored bf16 (round to nearest even) on the backend */
+static osp_bf16 *bench_rand16(bench_ctx *b, int64_t n, float a) {
+    float *h = bench_rand_host(b, n, a);
+    osp_bf16 *u = osp_malloc(sizeof(osp_bf16) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, &h[i], 4);
+        u[i] = (osp_bf16)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+    }
+    osp_bf16 *d = b->be->alloc(sizeof(osp_bf16) * (size_t)n);
+    b->be->upload(d, u, sizeof(osp_bf16) * (size_t)n);
+    free(h);
+    free(u);
+    return d;
+}
+
+bool bench_act16(const bench_ctx *b) { return b->be->act16_on && b->be->act16_on(); }
+
 static void attn_run(void *p, double *t) {
     attn_arg *a = p;
     size_t bytes = sizeof(float) * (size_t)(a->R * a->N * a->H * a->d);
     double t0 = bench_tick(a->b);
+    if (a->q16) {
+        a->be->attn16_fwd(a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
+        double t1 = bench_tick(a->b);
+        a->be->zero(a->dq, bytes);
+        a->be->zero(a->dk, bytes);
+        a->be->zero(a->dv, bytes);
+        double t2 = bench_tick(a->b);
+        a->be->attn16_bwd(a->dq, a->dk, a->dv, a->dout, a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R,
+                          a->N, a->N, a->H, a->d);
+        double t3 = bench_tick(a->b);
+        t[0] = t1 - t0;
+        t[1] = t3 - t2;
+        return;
+    }
     a->be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
     double t1 = bench_tick(a->b);
     a->be->zero(a->dq, bytes); /* the backward adds into its gradients */
@@ -214,13 +247,27 @@ bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int
     }
     const osp_backend *be = b->be;
     int64_t n = R * N * H * d;
-    attn_arg a = {be, b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, R, N, H, d};
+    attn_arg a;
+    memset(&a, 0, sizeof a);
+    a.be = be;
+    a.b = b;
+    a.R = R;
+    a.N = N;
+    a.H = H;
+    a.d = d;
     /* q, k of unit-scale entries give softmax logits of O(1) after the 1/sqrt(d) scaling */
-    a.q = bench_rand(b, n, 1.7f);
-    a.k = bench_rand(b, n, 1.7f);
-    a.v = bench_rand(b, n, 1.0f);
+    if (bench_act16(b)) {
+        a.q16 = bench_rand16(b, n, 1.7f);
+        a.k16 = bench_rand16(b, n, 1.7f);
+        a.v16 = bench_rand16(b, n, 1.0f);
+        a.o16 = be->alloc(sizeof(osp_bf16) * (size_t)n);
+    } else {
+        a.q = bench_rand(b, n, 1.7f);
+        a.k = bench_rand(b, n, 1.7f);
+        a.v = bench_rand(b, n, 1.0f);
+        a.o = be->alloc(sizeof(float) * (size_t)n);
+    }
     a.dout = bench_rand(b, n, 1.0f);
-    a.o = be->alloc(sizeof(float) * (size_t)n);
     a.dq = be->alloc(sizeof(float) * (size_t)n);
     a.dk = be->alloc(sizeof(float) * (size_t)n);
     a.dv = be->alloc(sizeof(float) * (size_t)n);
@@ -233,8 +280,9 @@ bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int
     }
     double med[2];
     bench_measure(b, attn_run, &a, 2, med);
-    float *bufs[] = {a.q, a.k, a.v, a.dout, a.o, a.dq, a.dk, a.dv, a.lse};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    void *bufs[] = {a.q, a.k, a.v, a.dout, a.o, a.dq, a.dk, a.dv, a.lse, a.q16, a.k16, a.v16, a.o16};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->free(bufs[i]);
     if (valid) be->free(valid);
     bench_attn_result r = {R, N, H, d, masked, med[0], med[1]};
     if (b->nattn < (int)(sizeof b->attn / sizeof b->attn[0])) b->attn[b->nattn++] = r;

@@ -95,6 +95,8 @@ void bench_step(bench_ctx *b);
 
 /* Attention fwd / bwd medians at [R, N, H*d] (self-attention, key mask when masked),
  * reusing a result of this run with the same shape. */
+/* whether the backend stores attention / GEMM-only activations bf16 now (ops.h act16_on) */
+bool bench_act16(const bench_ctx *b);
 bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int d, const uint8_t *kvalid_host);
 
 /* Human-readable device name: the CPU model from /proc/cpuinfo, or the GPU's name. */
