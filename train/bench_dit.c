@@ -155,7 +155,7 @@ void bench_dit(bench_ctx *b) {
         json_t *ideal = bench_section(b, "hybrid_ideal");
         for (int s = 0; s < 3; s++) {
             int64_t tok = (int64_t)shapes[s][0] * (shapes[s][1] / 2) * (shapes[s][2] / 2);
-            bench_attn_result a = bench_attn_time(b, 1, tok, bm.heads, bm.dim / bm.heads, NULL);
+            bench_attn_result a = bench_attn_time(b, 1, tok, bm.heads, bm.dim / bm.heads, NULL, false);
             int nsparse = bm.layers - hyb.K;
             double attn_all = bm.layers * a.fwd, t_ideal = base_f[s] - nsparse * a.fwd * (1.0 - 1.0 / 4.0);
             double sp_ideal = base_f[s] / t_ideal, sp = base_f[s] / hyb_f[s];

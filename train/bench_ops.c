@@ -187,7 +187,7 @@ static bench_attn_result attn_measure(bench_ctx *b, const attn_shape *s, const c
 #ifdef OSP_HAVE_CUDA
     int64_t f0 = attn_cudnn_calls(0), g0 = attn_cudnn_calls(1);
 #endif
-    bench_attn_result r = bench_attn_time(b, s->R, s->N, s->H, s->d, NULL);
+    bench_attn_result r = bench_attn_time(b, s->R, s->N, s->H, s->d, NULL, true);
 #ifdef OSP_HAVE_CUDA
     bool cf = attn_cudnn_calls(0) > f0, cb = attn_cudnn_calls(1) > g0;
     if (b->cuda && (cf || cb)) snprintf(impl, implsz, "%s", cf && cb ? "cudnn" : cf ? "cudnn/osp" : "osp/cudnn");
@@ -336,8 +336,8 @@ static void skiparse_one(bench_ctx *b, const skip_shape *s, json_t *js, int spar
     be->free(src);
     be->free(dst);
     /* the attention these layouts make cheaper: full over L tokens vs P^2 rows of N' */
-    bench_attn_result full = bench_attn_time(b, 1, ras.N, s->heads, s->d, NULL);
-    bench_attn_result sp = bench_attn_time(b, tok.R, tok.N, s->heads, s->d, tok.has_padding ? tok.valid : NULL);
+    bench_attn_result full = bench_attn_time(b, 1, ras.N, s->heads, s->d, NULL, true);
+    bench_attn_result sp = bench_attn_time(b, tok.R, tok.N, s->heads, s->d, tok.has_padding ? tok.valid : NULL, true);
     double saved_f = full.fwd - sp.fwd, saved_fb = (full.fwd + full.bwd) - (sp.fwd + sp.bwd);
     printf("  attention fwd: full %.2f ms, sparse %.2f ms, saved %.2f ms;  fwd+bwd: full %.2f, sparse %.2f, saved %.2f ms\n",
            full.fwd * 1e3, sp.fwd * 1e3, saved_f * 1e3, (full.fwd + full.bwd) * 1e3, (sp.fwd + sp.bwd) * 1e3,

@@ -28,6 +28,7 @@ typedef struct {
     int64_t R, N;
     int H, d;
     bool masked;
+    bool warm;       /* forward timed right after an untimed forward (see bench_attn_time) */
     double fwd, bwd; /* median seconds */
 } bench_attn_result;
 
@@ -93,11 +94,16 @@ void bench_hif8(bench_ctx *b);
 void bench_dit(bench_ctx *b);
 void bench_step(bench_ctx *b);
 
-/* Attention fwd / bwd medians at [R, N, H*d] (self-attention, key mask when masked),
- * reusing a result of this run with the same shape. */
 /* whether the backend stores attention / GEMM-only activations bf16 now (ops.h act16_on) */
 bool bench_act16(const bench_ctx *b);
-bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int d, const uint8_t *kvalid_host);
+/* Attention fwd / bwd medians at [R, N, H*d] (self-attention, key mask when masked),
+ * reusing a result of this run with the same shape and protocol. warm: the timed forward
+ * follows an untimed one, as bench_torch.py times passes back to back (the attn section, for
+ * the comparison with PyTorch); else it follows the previous run's backward, which has evicted
+ * q, k, v from L2 (the dit section's attention share: the larger time, so the ideal speedup it
+ * implies is not flattered). */
+bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int d, const uint8_t *kvalid_host,
+                                  bool warm);
 
 /* Human-readable device name: the CPU model from /proc/cpuinfo, or the GPU's name. */
 void bench_device_name(const bench_ctx *b, char *out, size_t n);
