@@ -319,24 +319,43 @@ __global__ void fill_rows_kernel(float *y, const float *b, int64_t N, int O) {
         y[t] = b ? b[t % O] : 0.0f;
 }
 
-/* y = fq(x; sx) fq(W; sw)^T + b (a scale of 0: that operand as is) */
-static void linear_fwd_impl(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N,
-                            int I, int O, bool sat) {
+/* a bf16-stored operand as the GEMM wants it: itself, or bf16(fq(x; s)) in its scratch slot */
+__global__ void fq16_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t n, float s, bool sat) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(hif8_fq_dev(__bfloat162float(src[i]), s, sat));
+}
+static const void *operand_prep16(int slot, const __nv_bfloat16 *x16, int64_t n, float s, bool sat) {
+    if (s == 0.0f) return x16;
+    __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
+    fq16_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x16, n, s, sat);
+    CUDA_LAUNCH_CHECK();
+    return d;
+}
+
+/* y = fq(x; sx) fq(W; sw)^T + b (a scale of 0: that operand as is). x is fp32 or bf16-stored
+ * (x16), y fp32 or bf16 (y16): exactly one of each pair; a bf16 one makes it a bf16 GEMM
+ * whatever the mode. */
+static void linear_fwd_impl(gemm_mode mode, float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16,
+                            float sx, const float *W, float sw, const float *b, int64_t N, int I, int O, bool sat) {
     if (N <= 0 || O <= 0) return;
+    OSP_CHECK((!y != !y16) && (!x != !x16), "linear_fwd: exactly one output and one input pointer");
     if (I <= 0) { /* degenerate: y = b (or 0) */
+        OSP_CHECK(y, "linear_fwd: a bf16 output needs I > 0");
         fill_rows_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, b, N, O);
         CUDA_LAUNCH_CHECK();
         return;
     }
+    if (x16 || y16) mode = GEMM_BF16;
     /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
-    gemm_mode mode = gemm_mode_get();
     const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-    const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
-    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
+    const void *Bm = x16 ? operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat)
+                         : operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+    if (y16) gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, NULL);
+    else gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
 }
 
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
-    linear_fwd_impl(y, x, 0.0f, W, 0.0f, b, N, I, O, false);
+    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, 0.0f, W, 0.0f, b, N, I, O, false);
 }
 
 /* Inside the impls a scale of 0 means "not quantised"; a real scale of 0 (amax = Inf) must still
@@ -345,7 +364,7 @@ static inline float fq_scale_arg(float s) { return s == 0.0f ? NAN : s; }
 
 void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
                         int O, bool saturate) {
-    linear_fwd_impl(y, x, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
 }
 
 /* pre = x W^T + b and y = gelu_tanh(pre) in one GEMM (epilogue GELU_AUX[_BIAS]); -1 when
@@ -359,12 +378,15 @@ int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, c
     return gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, pre);
 }
 
-/* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is) */
-static void linear_bwd_impl(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
-                            const float *W, float sw, int64_t N, int I, int O, bool sat) {
+/* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is); x fp32
+ * or bf16-stored (x16, exactly one; a bf16 x makes it a bf16 GEMM whatever the mode) */
+static void linear_bwd_impl(gemm_mode mode, float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
+                            const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
+                            bool sat) {
     if (N <= 0 || O <= 0) return;
+    OSP_CHECK(!x != !x16, "linear_bwd: exactly one of x, x16");
+    if (x16) mode = GEMM_BF16;
     if (I > 0 && (dx || dW)) {
-        gemm_mode mode = gemm_mode_get();
         const void *g = operand_prep(mode, SCRATCH_GEMM_DY, dy, N * O, sg, sat); /* once for both products */
         /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
         if (dx) {
@@ -373,7 +395,8 @@ static void linear_bwd_impl(float *dx, float *dW, float *db, const float *dy, fl
         }
         /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
         if (dW) {
-            const void *xo = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+            const void *xo = x16 ? operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat)
+                                 : operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
             gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
         }
     }
@@ -385,12 +408,13 @@ static void linear_bwd_impl(float *dx, float *dW, float *db, const float *dy, fl
 
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O) {
-    linear_bwd_impl(dx, dW, db, dy, 0.0f, x, 0.0f, W, 0.0f, N, I, O, false);
+    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, 0.0f, x, NULL, 0.0f, W, 0.0f, N, I, O, false);
 }
 
 void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
                         const float *W, float sw, int64_t N, int I, int O, bool saturate) {
-    linear_bwd_impl(dx, dW, db, dy, fq_scale_arg(sg), x, fq_scale_arg(sx), W, fq_scale_arg(sw), N, I, O, saturate);
+    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, fq_scale_arg(sg), x, NULL, fq_scale_arg(sx), W, fq_scale_arg(sw),
+                    N, I, O, saturate);
 }
 
 /* ------------------------------------------------------------ bf16 activation storage */
@@ -400,30 +424,21 @@ void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float 
 
 void cuda_linear16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, const float *W,
                        const float *b, int64_t N, int I, int O) {
-    if (N <= 0 || O <= 0) return;
-    OSP_CHECK(I > 0 && (!y != !y16) && (!x != !x16), "linear16_fwd: one output and one input, I > 0");
-    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
-    const void *Bm = x16 ? (const void *)x16 : operand_prep(GEMM_BF16, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
-    if (y16) gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, NULL);
-    else gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
+    linear_fwd_impl(GEMM_BF16, y, y16, x, x16, 0.0f, W, 0.0f, b, N, I, O, false);
 }
-
 void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const __nv_bfloat16 *x16,
                        const float *W, int64_t N, int I, int O) {
-    if (N <= 0 || O <= 0) return;
-    OSP_CHECK(!x != !x16, "linear16_bwd: exactly one of x, x16");
-    if (I > 0 && (dx || dW)) {
-        const void *g = operand_prep(GEMM_BF16, SCRATCH_GEMM_DY, dy, N * O, 0.0f, false);
-        if (dx) {
-            const void *Wo = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
-            gemm(GEMM_BF16, 0, 0, I, N, O, Wo, I, g, O, dx, 0, I, 1, NULL, NULL);
-        }
-        if (dW) {
-            const void *xo = x16 ? (const void *)x16 : operand_prep(GEMM_BF16, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
-            gemm(GEMM_BF16, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
-        }
-    }
-    if (db) cuda_colsum_add(db, dy, N, O);
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, 0.0f, x, x16, 0.0f, W, 0.0f, N, I, O, false);
+}
+void cuda_linear_fq16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, float sx,
+                          const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate) {
+    linear_fwd_impl(GEMM_BF16, y, y16, x, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+}
+void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
+                          const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
+                          bool saturate) {
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, fq_scale_arg(sg), x, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), N, I, O,
+                    saturate);
 }
 
 /* pre16 = bf16(x W^T + b), y16 = bf16(gelu_tanh(x W^T + b)) in one GEMM; -1 when cuBLASLt has no

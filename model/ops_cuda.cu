@@ -175,6 +175,15 @@ static void cu_linear_gelu_fwd(float *y, float *pre, const float *x, const float
 static void cu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, x, n);
 }
+__global__ void gelu16_fwd_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x, int64_t n) {
+    GRID_STRIDE(i, n) {
+        float v = __bfloat162float(x[i]);
+        y[i] = __float2bfloat16_rn(0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
+    }
+}
+static void cu_gelu16_fwd(osp_bf16 *y, const osp_bf16 *x, int64_t n) {
+    EW_LAUNCH(gelu16_fwd_kernel, n, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n);
+}
 static void cu_gelu16_bwd(float *dx, const float *dy, const osp_bf16 *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, (const __nv_bfloat16 *)x, n);
 }
@@ -215,6 +224,15 @@ static void cu_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, co
                     (__nv_bfloat16 *)v, kvalid, R, Rkv, Nq, Nk, H, d);
 }
 static int cu_act16_on(void) { return cuda_act16_enabled(); }
+static void cu_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
+                               float sw, const float *b, int64_t N, int K, int O, bool saturate) {
+    cuda_linear_fq16_fwd(y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, sx, W, sw, b, N, K, O, saturate);
+}
+static void cu_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
+                               const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int K, int O,
+                               bool saturate) {
+    cuda_linear_fq16_bwd(dx, dW, db, dy, sg, x, (const __nv_bfloat16 *)x16, sx, W, sw, N, K, O, saturate);
+}
 static void cu_silu_fwd(float *y, const float *x, int64_t n) { EW_LAUNCH(silu_fwd_kernel, n, y, x, n); }
 static void cu_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(silu_bwd_kernel, n, dx, dy, x, n);
@@ -382,12 +400,12 @@ __device__ double block_reduce_d(double v, double *sh, int op_max) {
 
 /* Pass 1: per-block partial in double (max for absmax, counts for nonfinite). For mse also
  * writes dpred = scale*2*(pred-target)/n when dpred != NULL. */
-__global__ void hred_partial_kernel(double *part, int op, const float *x, const float *t, float *dpred, int64_t n,
-                                    float gscale) {
+__global__ void hred_partial_kernel(double *part, int op, const float *x, const __nv_bfloat16 *x16, const float *t,
+                                    float *dpred, int64_t n, float gscale) {
     __shared__ double sh[RED_THREADS];
     double acc = 0;
     GRID_STRIDE(i, n) {
-        float v = x[i];
+        float v = x16 ? __bfloat162float(x16[i]) : x[i]; /* x16: absmax of a bf16-stored tensor */
         if (op == HRED_MSE) {
             double e = (double)v - t[i];
             acc += e * e;
@@ -413,12 +431,13 @@ __global__ void hred_final_kernel(double *out, const double *part, int nparts, i
     if (threadIdx.x == 0) *out = r;
 }
 
-static double host_reduce(int op, const float *x, const float *t, float *dpred, int64_t n, float gscale) {
+static double host_reduce(int op, const float *x, const __nv_bfloat16 *x16, const float *t, float *dpred, int64_t n,
+                          float gscale) {
     if (n <= 0) return 0.0;
     int nb = (int)((n + RED_THREADS * 4 - 1) / (RED_THREADS * 4)); /* depends on n only: deterministic */
     if (nb > RED_MAX_BLOCKS) nb = RED_MAX_BLOCKS;
     double *part = (double *)osp_cuda_scratch(SCRATCH_REDUCE2, sizeof(double) * (RED_MAX_BLOCKS + 1));
-    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_stream>>>(part + 1, op, x, t, dpred, n, gscale);
+    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_stream>>>(part + 1, op, x, x16, t, dpred, n, gscale);
     CUDA_LAUNCH_CHECK();
     hred_final_kernel<<<1, RED_THREADS, 0, osp_cuda_stream>>>(part, part + 1, nb, op);
     CUDA_LAUNCH_CHECK();
@@ -429,12 +448,17 @@ static double host_reduce(int op, const float *x, const float *t, float *dpred, 
 
 static double cu_mse(float *dpred, const float *pred, const float *target, int64_t n, float scale) {
     if (n <= 0) return 0.0;
-    return host_reduce(HRED_MSE, pred, target, dpred, n, scale) / (double)n;
+    return host_reduce(HRED_MSE, pred, NULL, target, dpred, n, scale) / (double)n;
 }
-static double cu_sumsq(const float *x, int64_t n) { return host_reduce(HRED_SUMSQ, x, NULL, NULL, n, 0); }
-static float cu_absmax(const float *x, int64_t n) { return (float)host_reduce(HRED_ABSMAX, x, NULL, NULL, n, 0); }
+static double cu_sumsq(const float *x, int64_t n) { return host_reduce(HRED_SUMSQ, x, NULL, NULL, NULL, n, 0); }
+static float cu_absmax(const float *x, int64_t n) {
+    return (float)host_reduce(HRED_ABSMAX, x, NULL, NULL, NULL, n, 0);
+}
+static float cu_absmax16(const osp_bf16 *x, int64_t n) {
+    return (float)host_reduce(HRED_ABSMAX, NULL, (const __nv_bfloat16 *)x, NULL, NULL, n, 0);
+}
 static int64_t cu_count_nonfinite(const float *x, int64_t n) {
-    return (int64_t)host_reduce(HRED_NONFINITE, x, NULL, NULL, n, 0);
+    return (int64_t)host_reduce(HRED_NONFINITE, x, NULL, NULL, NULL, n, 0);
 }
 
 /* ------------------------------------------------------------------ optimizer, quantization */
@@ -524,6 +548,10 @@ static void cuda_backend_fill(osp_backend *b) {
     b->linear16_bwd = cu_linear16_bwd;
     b->linear_gelu16_fwd = cu_linear_gelu16_fwd;
     b->gelu16_bwd = cu_gelu16_bwd;
+    b->gelu16_fwd = cu_gelu16_fwd;
+    b->absmax16 = cu_absmax16;
+    b->linear_fq16_fwd = cu_linear_fq16_fwd;
+    b->linear_fq16_bwd = cu_linear_fq16_bwd;
     b->ln_mod16_fwd = cuda_ln_mod16_fwd;
     b->layernorm16_fwd = cuda_layernorm16_fwd;
     b->rmsnorm16_fwd = cuda_rmsnorm16_fwd;

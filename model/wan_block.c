@@ -83,11 +83,12 @@ typedef struct {
     osp_bf16 *h;
 } act;
 
-/* bf16 storage for block i: offered and on, and the block unquantised (the HiF8 linear and the
- * attention fake quantisation read fp32) */
+/* bf16 storage for block i: offered and on; in a HiF8 block also the quantised linear over bf16
+ * inputs, and no fake quantisation of the attention operands (att_fq works in place on fp32) */
 static bool block_act16(const wan_model *m, int i) {
     const osp_backend *be = m->be;
-    return be->act16_on && be->act16_on() && !block_quantised(m, i);
+    if (!be->act16_on || !be->act16_on()) return false;
+    return !block_quantised(m, i) || (be->linear_fq16_fwd && !m->cfg.quant_attention);
 }
 
 static act act_of(bool a16, float *buf) {
@@ -97,8 +98,10 @@ static act act_of(bool a16, float *buf) {
 static act act_f32(float *buf) { return act_of(false, buf); }
 
 static void lin_fwd(wan_model *m, int blk, int site, act y, act x, const lin_p *w, int64_t N, int K, int O) {
-    if (block_quantised(m, blk)) {
-        qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
+    qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
+    if (block_quantised(m, blk) && (y.h || x.h)) {
+        qlinear_fwd16(m->be, &m->bq[blk].lin[site], &s, m->replay, y.f, y.h, x.f, x.h, w->w, w->b, N, K, O);
+    } else if (block_quantised(m, blk)) {
         qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y.f, x.f, w->w, w->b, N, K, O);
     } else if (y.h || x.h) {
         m->be->linear16_fwd(y.f, y.h, x.f, x.h, w->w, w->b, N, K, O);
@@ -109,7 +112,9 @@ static void lin_fwd(wan_model *m, int blk, int site, act y, act x, const lin_p *
 
 static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, act x,
                     const lin_p *w, int64_t N, int K, int O) {
-    if (block_quantised(m, blk)) {
+    if (block_quantised(m, blk) && x.h) {
+        qlinear_bwd16(m->be, &m->bq[blk].lin[site], dx, gw->w, gw->b, dy, NULL, x.h, w->w, N, K, O);
+    } else if (block_quantised(m, blk)) {
         qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
         qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x.f, w->w, N, K, O);
     } else if (x.h) {
@@ -227,7 +232,8 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout, const i
     ln_mod(be, w.h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
     if (block_quantised(m, i)) {
         lin_fwd(m, i, SITE_F1, w.f1, w.h2, &p->f1, M, D, F);
-        be->gelu_fwd(a->f2, a->f1, M * F);
+        if (w.f2.h) be->gelu16_fwd(w.f2.h, w.f1.h, M * F);
+        else be->gelu_fwd(a->f2, a->f1, M * F);
     } else if (w.f2.h) { /* one pass: GEMM epilogue */
         be->linear_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, p->f1.w, p->f1.b, M, D, F);
     } else {

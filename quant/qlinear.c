@@ -3,6 +3,8 @@
  */
 #include "qlinear.h"
 
+#include "model/common.h"
+
 void qlinear_init(qlinear *q, float fwd_target, float grad_target, bool delayed, int history, bool saturate) {
     fq_scaler_init(&q->x, fwd_target, delayed, history, saturate);
     fq_scaler_init(&q->w, fwd_target, delayed, history, saturate);
@@ -27,12 +29,13 @@ void qlinear_xcache_reset(qlinear_xcache *xc) {
     if (xc) *xc = (qlinear_xcache){0};
 }
 
-/* amax of the input, from the cache when this input's was just taken */
-static float x_amax(const osp_backend *be, const qlinear_scratch *s, const float *x, int64_t n) {
+/* amax of the input (fp32 x or bf16-stored x16), from the cache when this input's was just taken */
+static float x_amax(const osp_backend *be, const qlinear_scratch *s, const float *x, const osp_bf16 *x16, int64_t n) {
     qlinear_xcache *c = s->xc;
-    if (c && c->has_amax && c->src == x && c->n == n) return c->amax;
-    float a = be->absmax(x, n);
-    if (c) *c = (qlinear_xcache){.src = x, .n = n, .amax = a, .has_amax = true};
+    const void *src = x16 ? (const void *)x16 : (const void *)x;
+    if (c && c->has_amax && c->src == src && c->n == n) return c->amax;
+    float a = x16 ? be->absmax16(x16, n) : be->absmax(x, n);
+    if (c) *c = (qlinear_xcache){.src = src, .n = n, .amax = a, .has_amax = true};
     return a;
 }
 
@@ -52,7 +55,7 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
                  const float *W, const float *b, int64_t N, int K, int O) {
     if (be->linear_fq_fwd) { /* the backend quantises while preparing its GEMM operands */
         if (!replay) {
-            q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, N * K));
+            q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, NULL, N * K));
             q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
         }
         be->linear_fq_fwd(y, x, q->sx, W, q->sw, b, N, K, O, q->saturate);
@@ -63,7 +66,7 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
         be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
     } else {
         /* every layer's scaler sees the amax (delayed-scaling histories stay per layer) */
-        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, N * K));
+        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, NULL, N * K));
         x_quant(be, s, x, N * K, q->sx, q->saturate);
         q->sw = qtensor(be, &q->w, s->qw, W, (int64_t)O * K, q->saturate);
     }
@@ -81,4 +84,21 @@ void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, fl
     be->hif8_fq(s->qw, W, (int64_t)O * K, q->sw, q->saturate);
     qtensor(be, &q->g, s->qg, dy, N * O, q->saturate);
     be->linear_bwd(dx, dW, db, s->qg, s->qx, s->qw, N, K, O);
+}
+
+void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
+                   const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O) {
+    OSP_CHECK(be->linear_fq16_fwd, "qlinear_fwd16: the backend has no bf16 activation storage");
+    if (!replay) {
+        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
+        q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
+    }
+    be->linear_fq16_fwd(y, y16, x, x16, q->sx, W, q->sw, b, N, K, O, q->saturate);
+}
+
+void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, float *db, const float *dy, const float *x,
+                   const osp_bf16 *x16, const float *W, int64_t N, int K, int O) {
+    OSP_CHECK(be->linear_fq16_bwd, "qlinear_bwd16: the backend has no bf16 activation storage");
+    float sg = fq_scaler_scale(&q->g, be->absmax(dy, N * O));
+    be->linear_fq16_bwd(dx, dW, db, dy, sg, x, x16, q->sx, W, q->sw, N, K, O, q->saturate);
 }

@@ -29,7 +29,7 @@ typedef struct {
  * src's contents do not change: the owner resets it whenever they may (Wan: at the start of
  * each block's forward and backward, since recomputation reuses activation buffers). */
 typedef struct {
-    const float *src;
+    const void *src; /* fp32 or bf16-stored input (never both at one address) */
     int64_t n;
     float amax, scale;
     bool has_amax, has_q;
@@ -46,6 +46,13 @@ void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bo
                  const float *W, const float *b, int64_t N, int K, int O);
 void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
                  const float *dy, const float *x, const float *W, int64_t N, int K, int O);
+/* The same over bf16 activation storage (ops.h): x fp32 or bf16-stored (x16), y fp32 or bf16
+ * (y16), exactly one of each pair; needs be->linear_fq16_* (the quantiser reads the stored bf16
+ * values and absmax16 gives their scale). */
+void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
+                   const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O);
+void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, float *db, const float *dy, const float *x,
+                   const osp_bf16 *x16, const float *W, int64_t N, int K, int O);
 void qlinear_xcache_reset(qlinear_xcache *xc);
 /* Fake-quantise a tensor in place or into dst with a scaler (attention operands). */
 float qtensor(const osp_backend *be, fq_scaler *sc, float *dst, const float *x, int64_t n, bool saturate);
