@@ -255,15 +255,7 @@ bench_attn_result bench_attn_time(bench_ctx *b, int64_t R, int64_t N, int H, int
     }
     const osp_backend *be = b->be;
     int64_t n = R * N * H * d;
-    attn_arg a;
-    memset(&a, 0, sizeof a);
-    a.be = be;
-    a.b = b;
-    a.R = R;
-    a.N = N;
-    a.H = H;
-    a.d = d;
-    a.warm = warm;
+    attn_arg a = {.be = be, .b = b, .R = R, .N = N, .H = H, .d = d, .warm = warm}; /* the rest NULL */
     /* q, k of unit-scale entries give softmax logits of O(1) after the 1/sqrt(d) scaling */
     if (bench_act16(b)) {
         a.q16 = bench_rand16(b, n, 1.7f);
