@@ -132,6 +132,8 @@ void cuda_linear_fq16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __
 void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
                           const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
                           bool saturate);
+int cuda_linear_fq_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
+                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate);
 int cuda_act16_enabled(void);
 
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */

@@ -443,11 +443,21 @@ void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, floa
 
 /* pre16 = bf16(x W^T + b), y16 = bf16(gelu_tanh(x W^T + b)) in one GEMM; -1 when cuBLASLt has no
  * such algorithm (nothing written) */
+static int linear_gelu16_impl(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
+                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool sat) {
+    if (N <= 0 || O <= 0 || I <= 0) return -1;
+    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
+    const void *Bm = operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat);
+    return gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, pre16);
+}
 int cuda_linear_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, const float *W,
                            const float *b, int64_t N, int I, int O) {
-    if (N <= 0 || O <= 0 || I <= 0) return -1;
-    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
-    return gemm(GEMM_BF16, 1, 0, O, N, I, A, I, x16, I, y16, 1, O, 0, b, pre16);
+    return linear_gelu16_impl(y16, pre16, x16, 0.0f, W, 0.0f, b, N, I, O, false);
+}
+/* the same on HiF8 fake-quantised operands (the HiF8 FFN keeps its GELU in the epilogue) */
+int cuda_linear_fq_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
+                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate) {
+    return linear_gelu16_impl(y16, pre16, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
 }
 
 /* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and OSP_ACT16 is not 0 */

@@ -168,7 +168,6 @@ typedef struct osp_backend {
     void (*linear_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
                               int64_t N, int K, int O);
     void (*gelu16_bwd)(float *dx, const float *dy, const osp_bf16 *pre, int64_t n);
-    void (*gelu16_fwd)(osp_bf16 *y, const osp_bf16 *x, int64_t n);
     /* HiF8 fake-quantised linear (linear_fq_*) reading a bf16-stored x (and writing a bf16 y): the
      * quantiser sees the stored bf16 values, and absmax16 gives their scale */
     float (*absmax16)(const osp_bf16 *x, int64_t n);
@@ -177,6 +176,9 @@ typedef struct osp_backend {
     void (*linear_fq16_bwd)(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
                             const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int K, int O,
                             bool saturate);
+    /* linear_gelu16_fwd on the fake-quantised operands fq(x; sx), fq(W; sw) */
+    void (*linear_fq_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
+                                 const float *b, int64_t N, int K, int O, bool saturate);
     /* ln_mod_fwd / layernorm_fwd / rmsnorm_fwd / qk_norm_rope_fwd writing y as bf16 (statistics fp32) */
     void (*ln_mod16_fwd)(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *shift,
                          const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride, float eps);

@@ -175,15 +175,6 @@ static void cu_linear_gelu_fwd(float *y, float *pre, const float *x, const float
 static void cu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, x, n);
 }
-__global__ void gelu16_fwd_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x, int64_t n) {
-    GRID_STRIDE(i, n) {
-        float v = __bfloat162float(x[i]);
-        y[i] = __float2bfloat16_rn(0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
-    }
-}
-static void cu_gelu16_fwd(osp_bf16 *y, const osp_bf16 *x, int64_t n) {
-    EW_LAUNCH(gelu16_fwd_kernel, n, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n);
-}
 static void cu_gelu16_bwd(float *dx, const float *dy, const osp_bf16 *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, (const __nv_bfloat16 *)x, n);
 }
@@ -195,14 +186,27 @@ __global__ void gelu16_split_kernel(__nv_bfloat16 *y, __nv_bfloat16 *pre16, cons
         y[i] = __float2bfloat16_rn(0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
     }
 }
-static void cu_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
-                                 int64_t N, int K, int O) {
+/* FFN first layer with bf16 storage: the GEMM epilogue writes pre and gelu(pre); where cuBLASLt
+ * offers no such algorithm, an fp32 result in scratch is split into both. fq: HiF8 operands. */
+static void linear_gelu16(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, bool fq, float sx, const float *W, float sw,
+                          const float *b, int64_t N, int K, int O, bool saturate) {
     __nv_bfloat16 *y16 = (__nv_bfloat16 *)y, *p16 = (__nv_bfloat16 *)pre;
     const __nv_bfloat16 *x16 = (const __nv_bfloat16 *)x;
-    if (cuda_linear_gelu16_fwd(y16, p16, x16, W, b, N, K, O) == 0) return;
+    int rc = fq ? cuda_linear_fq_gelu16_fwd(y16, p16, x16, sx, W, sw, b, N, K, O, saturate)
+                : cuda_linear_gelu16_fwd(y16, p16, x16, W, b, N, K, O);
+    if (rc == 0) return;
     float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(N * O));
-    cuda_linear16_fwd(t, NULL, NULL, x16, W, b, N, K, O);
+    if (fq) cuda_linear_fq16_fwd(t, NULL, NULL, x16, sx, W, sw, b, N, K, O, saturate);
+    else cuda_linear16_fwd(t, NULL, NULL, x16, W, b, N, K, O);
     EW_LAUNCH(gelu16_split_kernel, N * O, y16, p16, t, N * O);
+}
+static void cu_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
+                                 int64_t N, int K, int O) {
+    linear_gelu16(y, pre, x, false, 0.0f, W, 0.0f, b, N, K, O, false);
+}
+static void cu_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W,
+                                    float sw, const float *b, int64_t N, int K, int O, bool saturate) {
+    linear_gelu16(y, pre, x, true, sx, W, sw, b, N, K, O, saturate);
 }
 static void cu_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
                             const float *b, int64_t N, int K, int O) {
@@ -548,10 +552,10 @@ static void cuda_backend_fill(osp_backend *b) {
     b->linear16_bwd = cu_linear16_bwd;
     b->linear_gelu16_fwd = cu_linear_gelu16_fwd;
     b->gelu16_bwd = cu_gelu16_bwd;
-    b->gelu16_fwd = cu_gelu16_fwd;
     b->absmax16 = cu_absmax16;
     b->linear_fq16_fwd = cu_linear_fq16_fwd;
     b->linear_fq16_bwd = cu_linear_fq16_bwd;
+    b->linear_fq_gelu16_fwd = cu_linear_fq_gelu16_fwd;
     b->ln_mod16_fwd = cuda_ln_mod16_fwd;
     b->layernorm16_fwd = cuda_layernorm16_fwd;
     b->rmsnorm16_fwd = cuda_rmsnorm16_fwd;

@@ -230,10 +230,14 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout, const i
     be->add(a->x2, a->x1, M * D);
     /* FFN: LN + modulation, Linear, GELU(tanh), Linear, gated residual */
     ln_mod(be, w.h2, a->m2, a->r2, a->x2, a->mod + 3 * D, a->mod + 4 * D, R, N, D, B, st, eps);
-    if (block_quantised(m, i)) {
+    if (block_quantised(m, i) && w.f2.h) { /* HiF8 operands, GELU still in the epilogue */
+        qlinear *q = &m->bq[i].lin[SITE_F1];
+        qlinear_scratch qs = {m->qx, m->qw, m->qg, &m->xc};
+        qlinear_scales16(be, q, &qs, m->replay, NULL, w.h2.h, p->f1.w, M, D, F);
+        be->linear_fq_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, q->sx, p->f1.w, q->sw, p->f1.b, M, D, F, q->saturate);
+    } else if (block_quantised(m, i)) {
         lin_fwd(m, i, SITE_F1, w.f1, w.h2, &p->f1, M, D, F);
-        if (w.f2.h) be->gelu16_fwd(w.f2.h, w.f1.h, M * F);
-        else be->gelu_fwd(a->f2, a->f1, M * F);
+        be->gelu_fwd(a->f2, a->f1, M * F);
     } else if (w.f2.h) { /* one pass: GEMM epilogue */
         be->linear_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, p->f1.w, p->f1.b, M, D, F);
     } else {

@@ -86,13 +86,17 @@ void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, fl
     be->linear_bwd(dx, dW, db, s->qg, s->qx, s->qw, N, K, O);
 }
 
+void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, const float *x,
+                      const osp_bf16 *x16, const float *W, int64_t N, int K, int O) {
+    if (replay) return;
+    q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
+    q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
+}
+
 void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
                    const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O) {
     OSP_CHECK(be->linear_fq16_fwd, "qlinear_fwd16: the backend has no bf16 activation storage");
-    if (!replay) {
-        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
-        q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
-    }
+    qlinear_scales16(be, q, s, replay, x, x16, W, N, K, O);
     be->linear_fq16_fwd(y, y16, x, x16, q->sx, W, q->sw, b, N, K, O, q->saturate);
 }
 

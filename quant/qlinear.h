@@ -51,6 +51,10 @@ void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, fl
  * values and absmax16 gives their scale). */
 void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
                    const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O);
+/* Just the forward's scales (q->sx, q->sw; kept as they are in replay), for a caller that runs
+ * the quantised GEMM itself (the HiF8 FFN's GELU epilogue: be->linear_fq_gelu16_fwd). */
+void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, const float *x,
+                      const osp_bf16 *x16, const float *W, int64_t N, int K, int O);
 void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, float *db, const float *dy, const float *x,
                    const osp_bf16 *x16, const float *W, int64_t N, int K, int O);
 void qlinear_xcache_reset(qlinear_xcache *xc);
