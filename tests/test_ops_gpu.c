@@ -117,11 +117,27 @@ static void check_same(const char *op, const char *shape, const float *g1, const
 
 /* ------------------------------------------------------------------ dense */
 
-static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
-    char shape[64];
-    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
+/* What every linear test starts from: its label, the GEMM mode set for the GPU calls, and random
+ * x [N,I], W [O,I], b [O] on both backends. lin_case_free undoes all of it. */
+typedef struct { char shape[64]; pair x, W, b; } lin_case;
+
+static lin_case lin_case_init(int64_t N, int I, int O, const char *mode) {
+    lin_case c;
+    snprintf(c.shape, sizeof c.shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
     setenv("OSP_CUDA_GEMM", mode, 1);
-    pair x = pair_rand((size_t)N * I, -1, 1), W = pair_rand((size_t)O * I, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
+    c.x = pair_rand((size_t)N * I, -1, 1), c.W = pair_rand((size_t)O * I, -0.2f, 0.2f), c.b = pair_rand(O, -1, 1);
+    return c;
+}
+
+static void lin_case_free(lin_case *c) {
+    pair_free(&c->x), pair_free(&c->W), pair_free(&c->b);
+    unsetenv("OSP_CUDA_GEMM");
+}
+
+static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
+    lin_case lc = lin_case_init(N, I, O, mode);
+    const char *shape = lc.shape;
+    pair x = lc.x, W = lc.W, b = lc.b;
     pair y = pair_poison((size_t)N * O), y2 = pair_poison((size_t)N * O);
     C->linear_fwd(y.c, x.c, W.c, b.c, N, I, O);
     G->linear_fwd(y.g, x.g, W.g, b.g, N, I, O);
@@ -136,21 +152,20 @@ static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
     check("linear_bwd dx", shape, dx, tol);
     check("linear_bwd dW", shape, dW, tol);
     check("linear_bwd db", shape, db, 2e-5);
-    pair *all[] = {&x, &W, &b, &y, &y2, &dy, &dx, &dW, &db};
+    pair *all[] = {&y, &y2, &dy, &dx, &dW, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
-    unsetenv("OSP_CUDA_GEMM");
+    lin_case_free(&lc);
 }
 
 /* The fused HiF8 linear (linear_fq_fwd / _bwd) against the CPU's two steps (hif8_fq of each
  * operand, then linear_*), and bitwise against the GPU's own two steps: the quantiser writing the
  * GEMM operands directly must not change a bit. */
 static void test_linear_fq(int64_t N, int I, int O, const char *mode, double tol) {
-    char shape[64];
-    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
-    setenv("OSP_CUDA_GEMM", mode, 1);
+    lin_case lc = lin_case_init(N, I, O, mode);
+    const char *shape = lc.shape;
+    pair x = lc.x, W = lc.W, b = lc.b;
     const float sx = 37.3f, sw = 251.7f, sg = 1913.1f; /* amax ~1 -> targets of a few hundred */
     const int64_t nx = N * I, nw = (int64_t)O * I, ny = N * O;
-    pair x = pair_rand((size_t)nx, -1, 1), W = pair_rand((size_t)nw, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
     pair dy = pair_rand((size_t)ny, -1, 1);
     pair qx = pair_poison((size_t)nx), qw = pair_poison((size_t)nw), qg = pair_poison((size_t)ny);
     C->hif8_fq(qx.c, x.c, nx, sx, true), G->hif8_fq(qx.g, x.g, nx, sx, true);
@@ -174,26 +189,24 @@ static void test_linear_fq(int64_t N, int I, int O, const char *mode, double tol
     check_same("linear_fq_bwd dx = two steps", shape, dx.g, dx2.g, (size_t)nx);
     check_same("linear_fq_bwd dW = two steps", shape, dW.g, dW2.g, (size_t)nw);
     check_same("linear_fq_bwd db = two steps", shape, db.g, db2.g, (size_t)O);
-    pair *all[] = {&x, &W, &b, &dy, &qx, &qw, &qg, &y, &y2, &dx, &dW, &db, &dx2, &dW2, &db2};
+    pair *all[] = {&dy, &qx, &qw, &qg, &y, &y2, &dx, &dW, &db, &dx2, &dW2, &db2};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
-    unsetenv("OSP_CUDA_GEMM");
+    lin_case_free(&lc);
 }
 
 /* The GELU epilogue (linear_gelu_fwd) against its CPU twin (linear then gelu), then the GELU
  * itself in isolation: W = I, b = 0 and inputs exactly representable in bf16 make pre = x
  * exactly, so y - gelu_tanh(x) is the epilogue's own GELU error (printed as max |diff|). */
 static void test_linear_gelu(int64_t N, int I, int O, const char *mode, double tol) {
-    char shape[64];
-    snprintf(shape, sizeof shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
-    setenv("OSP_CUDA_GEMM", mode, 1);
-    pair x = pair_rand((size_t)N * I, -1, 1), W = pair_rand((size_t)O * I, -0.2f, 0.2f), b = pair_rand(O, -1, 1);
+    lin_case lc = lin_case_init(N, I, O, mode);
+    const char *shape = lc.shape;
+    pair x = lc.x, W = lc.W, b = lc.b;
     pair y = pair_poison((size_t)N * O), pre = pair_poison((size_t)N * O);
     C->linear_gelu_fwd(y.c, pre.c, x.c, W.c, b.c, N, I, O);
     G->linear_gelu_fwd(y.g, pre.g, x.g, W.g, b.g, N, I, O);
     check("linear_gelu_fwd y", shape, y, tol);
     check("linear_gelu_fwd pre", shape, pre, tol);
-    pair *all[] = {&x, &W, &b, &y, &pre};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    pair_free(&y), pair_free(&pre);
 
     int n = 256; /* identity: 256 x 256, values k/16 in [-4, 4) (8 significant bits at most) */
     float *hx = osp_malloc(sizeof(float) * n * n), *hI = osp_calloc((size_t)n * n, sizeof(float));
@@ -210,7 +223,7 @@ static void test_linear_gelu(int64_t N, int I, int O, const char *mode, double t
     report("linear_gelu_fwd: GELU max|diff|", mode, mx, 2e-3);
     free(hx), free(hI), free(gy), free(ref);
     G->free(dx), G->free(dI), G->free(dy), G->free(dpre);
-    unsetenv("OSP_CUDA_GEMM");
+    lin_case_free(&lc);
 }
 
 /* ------------------------------------------------------------------ norms */
