@@ -209,38 +209,34 @@ static osp_bf16 *bench_rand16(bench_ctx *b, int64_t n, float a) {
 
 bool bench_act16(const bench_ctx *b) { return b->be->act16_on && b->be->act16_on(); }
 
+/* the attention op the model's blocks call: over bf16 storage when the backend keeps it */
+static void attn_fwd_call(const attn_arg *a) {
+    if (a->q16) a->be->attn16_fwd(a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
+    else a->be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
+}
+static void attn_bwd_call(const attn_arg *a) {
+    if (a->q16)
+        a->be->attn16_bwd(a->dq, a->dk, a->dv, a->dout, a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R,
+                          a->N, a->N, a->H, a->d);
+    else
+        a->be->attn_bwd(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N,
+                        a->N, a->H, a->d);
+}
+
 /* One forward (timed), then one backward (timed); with warm, an untimed forward first (see
  * bench_attn_time) */
 static void attn_run(void *p, double *t) {
     attn_arg *a = p;
     size_t bytes = sizeof(float) * (size_t)(a->R * a->N * a->H * a->d);
-    if (a->warm && a->q16)
-        a->be->attn16_fwd(a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
-    else if (a->warm)
-        a->be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
+    if (a->warm) attn_fwd_call(a);
     double t0 = bench_tick(a->b);
-    if (a->q16) {
-        a->be->attn16_fwd(a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
-        double t1 = bench_tick(a->b);
-        a->be->zero(a->dq, bytes);
-        a->be->zero(a->dk, bytes);
-        a->be->zero(a->dv, bytes);
-        double t2 = bench_tick(a->b);
-        a->be->attn16_bwd(a->dq, a->dk, a->dv, a->dout, a->o16, a->lse, a->q16, a->k16, a->v16, a->valid, a->R, a->R,
-                          a->N, a->N, a->H, a->d);
-        double t3 = bench_tick(a->b);
-        t[0] = t1 - t0;
-        t[1] = t3 - t2;
-        return;
-    }
-    a->be->attn_fwd(a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N, a->N, a->H, a->d);
+    attn_fwd_call(a);
     double t1 = bench_tick(a->b);
     a->be->zero(a->dq, bytes); /* the backward adds into its gradients */
     a->be->zero(a->dk, bytes);
     a->be->zero(a->dv, bytes);
     double t2 = bench_tick(a->b);
-    a->be->attn_bwd(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->valid, a->R, a->R, a->N, a->N,
-                    a->H, a->d);
+    attn_bwd_call(a);
     double t3 = bench_tick(a->b);
     t[0] = t1 - t0;
     t[1] = t3 - t2;
