@@ -17,8 +17,6 @@
 #include "cuda_attn_cudnn.h"
 
 /* Delta[r,h,i] = sum_c dO[r,i,h,c] * O[r,i,h,c] in fp32; one warp per (r, i, h) */
-__device__ __forceinline__ float delta_ld(const float *p) { return *p; }
-__device__ __forceinline__ float delta_ld(const bf16 *p) { return __bfloat162float(*p); }
 template <typename T>
 __global__ void attn_delta_kernel(float *delta, const float *dout, const T *o, int64_t R, int64_t Nq, int H, int d) {
     int lane = threadIdx.x & 31;
@@ -28,7 +26,7 @@ __global__ void attn_delta_kernel(float *delta, const float *dout, const T *o, i
     const float *a = dout + (ri * H + h) * d;
     const T *b = o + (ri * H + h) * d;
     float s = 0;
-    for (int c = lane; c < d; c += 32) s += a[c] * delta_ld(b + c);
+    for (int c = lane; c < d; c += 32) s += a[c] * val_load(b + c);
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
     if (lane == 0) {
         int64_t r = ri / Nq, i = ri % Nq;
@@ -500,14 +498,14 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
     attn_bwd_osp(dq, dk, dv, dout, o, lse, q, k, v, NULL, NULL, NULL, NULL, kvalid, R, Rkv, Nq, Nk, H, d);
 }
 
-void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const bf16 *o, const float *lse, const bf16 *q,
-                     bf16 *k, bf16 *v, const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H,
-                     int d) {
+void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
+                     const osp_bf16 *q, const osp_bf16 *k, const osp_bf16 *v, const uint8_t *kvalid, int64_t R,
+                     int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
     if (R <= 0 || Nq <= 0 || H <= 0) return;
     if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_bwd_enabled()) {
-        if (attn_cudnn_bwd16(dq, dk, dv, dout, (const uint16_t *)o, lse, (const uint16_t *)q, (uint16_t *)k,
-                             (uint16_t *)v, kvalid, R, Nq, Nk, H, d) == 0) return;
+        if (attn_cudnn_bwd16(dq, dk, dv, dout, o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
         attn_cudnn_declined("backward", R, Nq, Nk, H, d);
     }
-    attn_bwd_osp(dq, dk, dv, dout, NULL, lse, NULL, NULL, NULL, o, q, k, v, kvalid, R, Rkv, Nq, Nk, H, d);
+    attn_bwd_osp(dq, dk, dv, dout, NULL, lse, NULL, NULL, NULL, (const bf16 *)o, (const bf16 *)q, (const bf16 *)k,
+                 (const bf16 *)v, kvalid, R, Rkv, Nq, Nk, H, d);
 }

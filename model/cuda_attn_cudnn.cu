@@ -716,7 +716,7 @@ extern "C" int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout
 }
 
 extern "C" int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *o,
-                                const float *lse, const uint16_t *q, uint16_t *k, uint16_t *v,
+                                const float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                                 const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     if (!cdn_shape_ok(R, Nq, Nk, H, d) || !cdn_load()) return -1;
     if (!dq && !dk && !dv) return 0;
@@ -724,9 +724,7 @@ extern "C" int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *do
     const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d;
     bf16 *dob = (bf16 *)osp_cuda_scratch(SCRATCH_ATTN, sizeof(bf16) * (size_t)(2 * nq + 2 * nk));
     bf16 *dqb = dob + nq, *dkb = dqb + nq, *dvb = dkb + nk;
-    cuda_to_bf16(dob, dout, nq);
-    cdn_zero_masked(k, kvalid, (int64_t)H * d, nk); /* as the forward left them */
-    cdn_zero_masked(v, kvalid, (int64_t)H * d, nk);
+    cuda_to_bf16(dob, dout, nq); /* k, v: masked rows zeroed by attn_cudnn_fwd16 (ops.h contract) */
     return cdn_bwd_core(dq, dk, dv, dqb, dkb, dvb, dob, (const bf16 *)o, lse, (const bf16 *)q, (const bf16 *)k,
                         (const bf16 *)v, kvalid, R, Nq, Nk, H, d);
 }

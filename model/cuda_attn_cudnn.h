@@ -22,12 +22,13 @@ int attn_cudnn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Nq,
                    int64_t Nk, int H, int d);
 /* the same over bf16 storage (ops.h attn16_*; bf16 bit patterns): q, k, v, o are cuDNN's operands
- * as they are; with kvalid the masked rows of k and v are zeroed in place */
+ * as they are; with kvalid the forward zeroes the masked rows of k and v in place, and the
+ * backward reads them as the forward left them */
 int attn_cudnn_fwd16(uint16_t *o, float *lse, const uint16_t *q, uint16_t *k, uint16_t *v, const uint8_t *kvalid,
                      int64_t R, int64_t Nq, int64_t Nk, int H, int d);
 int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *o, const float *lse,
-                     const uint16_t *q, uint16_t *k, uint16_t *v, const uint8_t *kvalid, int64_t R, int64_t Nq,
-                     int64_t Nk, int H, int d);
+                     const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint8_t *kvalid, int64_t R,
+                     int64_t Nq, int64_t Nk, int H, int d);
 int attn_cudnn_enabled(void);     /* OSP_ATTN_IMPL is not "osp" */
 int attn_cudnn_bwd_enabled(void); /* ... and OSP_DETERMINISTIC is not set */
 /* after a declined call: stops with the reason under OSP_ATTN_IMPL=cudnn, else nothing */

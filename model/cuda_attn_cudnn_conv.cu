@@ -69,8 +69,6 @@ static __global__ void cdn_count_masked_kernel(float *nmask, int *flag, const ui
 }
 /* o ([R, Nq, H*d], fp32, or bf16 and possibly ob itself) = o_cudnn / (1 - x) with x from the
  * uncorrected lse [R, H, Nq] */
-__device__ __forceinline__ void cdn_st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void cdn_st(bf16 *p, float v) { *p = __float2bfloat16_rn(v); }
 template <typename T>
 static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, const float *nmask, int64_t Nq, int H,
                                  int d, int64_t n) {
@@ -78,7 +76,7 @@ static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, 
         int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
         int h = (int)((i / d) % H);
         float x = nmask[r] * expf(-lse[(r * H + h) * Nq + t]);
-        cdn_st(&o[i], __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX)));
+        val_store(&o[i], __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX)));
     }
 }
 /* lse += log(1 - x); flag rows with x > CDN_X_MAX, among the valid queries only when qvalid is given
@@ -130,11 +128,11 @@ void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R,
     CUDA_LAUNCH_CHECK();
 }
 
-void cdn_fix_masked(float *o, const bf16 *ob, float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t R,
+void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t R,
                     int64_t Nq, int H, int d) {
     const int64_t no = R * Nq * H * d, nl = R * H * Nq;
     if (o) cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
-    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>((bf16 *)ob, ob, lse, nmask, Nq, H, d, no);
+    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, Nq, H, d, no);
     CUDA_LAUNCH_CHECK();
     cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, qvalid, flag, Nq, H, nl);
     CUDA_LAUNCH_CHECK();

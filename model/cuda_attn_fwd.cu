@@ -31,8 +31,6 @@ char attn_knob(const char *name, char def) {
 }
 
 /* 8 outputs (one 16-byte store) per thread; src fp32 or (bf16 activation storage) bf16 */
-__device__ __forceinline__ float attn_ld(const float *p) { return *p; }
-__device__ __forceinline__ float attn_ld(const bf16 *p) { return __bfloat162float(*p); }
 template <typename S>
 __global__ void attn_to_bf16_kernel(bf16 *dst, const S *src, int64_t R, int64_t N, int H, int d, int Dp) {
     int c8n = Dp / 8;
@@ -47,7 +45,7 @@ __global__ void attn_to_bf16_kernel(bf16 *dst, const S *src, int64_t R, int64_t 
 #pragma unroll
         for (int i = 0; i < 8; i++) {
             int c = c8 * 8 + i;
-            v[i] = c < d ? attn_ld(s + c) : 0.0f;
+            v[i] = c < d ? val_load(s + c) : 0.0f;
         }
         uint4 u = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
         *(uint4 *)(dst + t * 8) = u;
@@ -564,15 +562,16 @@ void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const f
 
 /* bf16 storage (ops.h attn16_fwd): cuDNN reads q, k, v and writes o in place; osp's kernels
  * (other shapes, declined calls) write fp32 o into scratch, rounded to bf16 after */
-void cuda_attn16_fwd(bf16 *o, float *lse, const bf16 *q, bf16 *k, bf16 *v, const uint8_t *kvalid, int64_t R,
-                     int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
+void cuda_attn16_fwd(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid,
+                     int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
     if (R <= 0 || Nq <= 0 || H <= 0) return;
     if (Rkv == R && (d == 64 || d == 128) && attn_cudnn_enabled()) {
-        if (attn_cudnn_fwd16((uint16_t *)o, lse, (const uint16_t *)q, (uint16_t *)k, (uint16_t *)v, kvalid, R, Nq, Nk, H, d) == 0) return;
+        if (attn_cudnn_fwd16(o, lse, q, k, v, kvalid, R, Nq, Nk, H, d) == 0) return;
         attn_cudnn_declined("forward", R, Nq, Nk, H, d);
     }
     int64_t no = R * Nq * H * d;
     float *o32 = (float *)osp_cuda_scratch(SCRATCH_ATTN_O, sizeof(float) * (size_t)no);
-    attn_fwd_osp(o32, lse, NULL, NULL, NULL, q, k, v, kvalid, R, Rkv, Nq, Nk, H, d);
-    cuda_to_bf16(o, o32, no);
+    attn_fwd_osp(o32, lse, NULL, NULL, NULL, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, kvalid, R, Rkv, Nq,
+                 Nk, H, d);
+    cuda_to_bf16((bf16 *)o, o32, no);
 }

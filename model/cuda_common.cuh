@@ -100,6 +100,19 @@ __device__ __forceinline__ float2 rope_cs(const osp_rope &r, const int32_t *p3, 
     return (p >= 0 && p < r.max_pos) ? r.cs[(size_t)j * r.max_pos + p] : make_float2(1.0f, 0.0f);
 }
 
+/* Element access for kernels templated on the storage type: fp32, or bf16 (bf16 activation
+ * storage, ops.h), written with round to nearest even. */
+__device__ __forceinline__ float val_load(const float *p) { return *p; }
+__device__ __forceinline__ float val_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void val_store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void val_store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+/* GELU, tanh approximation (Wan2.1's FFN), as cuBLASLt's GELU epilogue computes it */
+__device__ __forceinline__ float gelu_tanh_dev(float v) {
+    return 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+}
+
 /* ---- op groups implemented in the other sources (host launchers) ---- */
 
 /* cuda_gemm.cu */
@@ -115,26 +128,25 @@ void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, floa
                         int O, bool saturate);
 void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
                         const float *W, float sw, int64_t N, int I, int O, bool saturate);
-/* pre = x W^T + b, y = gelu_tanh(pre) through the GEMM epilogue; -1 (nothing written) when
- * cuBLASLt has no algorithm for it */
-int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
-                         int O);
-
-/* bf16 activation storage (ops.h linear16_* etc.) */
-void cuda_linear16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, const float *W,
-                       const float *b, int64_t N, int I, int O);
-void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const __nv_bfloat16 *x16,
+/* pre = x W^T + b, y = gelu_tanh(pre) through the GEMM epilogue (ops.h linear_gelu_fwd; a shape
+ * without such a cuBLASLt algorithm gets the same numbers from a plain GEMM and a GELU pass) */
+void cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
+                          int O);
+/* bf16 activation storage (ops.h linear16_*, linear_fq16_*, linear_gelu16_fwd, linear_fq_gelu16_fwd) */
+void cuda_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W, const float *b,
+                       int64_t N, int I, int O);
+void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
                        const float *W, int64_t N, int I, int O);
-int cuda_linear_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, const float *W,
-                           const float *b, int64_t N, int I, int O);
-void cuda_linear_fq16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, float sx,
-                          const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate);
+void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
+                          float sw, const float *b, int64_t N, int I, int O, bool saturate);
 void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                          const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
+                          const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
                           bool saturate);
-int cuda_linear_fq_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
-                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate);
-int cuda_act16_enabled(void);
+void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b, int64_t N,
+                            int I, int O);
+void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
+                               const float *b, int64_t N, int I, int O, bool saturate);
+int cuda_act16_enabled(void); /* OSP_CUDA_GEMM is bf16 (the default) and OSP_ACT16 is not 0 */
 
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
 void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
@@ -176,10 +188,10 @@ void cuda_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const flo
                    const float *q, const float *k, const float *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                    int64_t Nq, int64_t Nk, int H, int d);
 /* over bf16 storage (ops.h attn16_*) */
-void cuda_attn16_fwd(__nv_bfloat16 *o, float *lse, const __nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v,
-                     const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
-void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const __nv_bfloat16 *o, const float *lse,
-                     const __nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, const uint8_t *kvalid, int64_t R,
+void cuda_attn16_fwd(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid,
+                     int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
+void cuda_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
+                     const osp_bf16 *q, const osp_bf16 *k, const osp_bf16 *v, const uint8_t *kvalid, int64_t R,
                      int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
 
 #endif

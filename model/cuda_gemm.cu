@@ -30,7 +30,7 @@
 
 typedef struct {
     int ta, tb;                 /* op(A), op(B): 1 = transposed */
-    int ab_type;                /* cudaDataType of A and B (C is always fp32) */
+    int ab_type;                /* cudaDataType of A and B */
     int64_t m, n, k, lda, ldb, ldc;
     int c16;                    /* C (and the GELU aux) stored bf16; the bias stays fp32 */
     int beta1;                  /* accumulate into C */
@@ -101,10 +101,11 @@ __global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64
         dst[2 * i + 1] = __floats2bfloat162_rn(prep_val<FQ>(v.z, s, sat), prep_val<FQ>(v.w, s, sat));
     }
 }
-template <bool FQ>
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
+/* one value per thread; src fp32, or bf16 (a bf16-stored activation quantised for a HiF8 GEMM) */
+template <bool FQ, typename S>
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const S *src, int64_t n, float s, bool sat) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(prep_val<FQ>(src[i], s, sat));
+        dst[i] = __float2bfloat16_rn(prep_val<FQ>(val_load(src + i), s, sat));
 }
 __global__ void fq_to_f32_kernel(float *dst, const float *src, int64_t n, float s, bool sat) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -121,8 +122,8 @@ static void to_bf16_launch(__nv_bfloat16 *dst, const float *src, int64_t n, floa
         CUDA_LAUNCH_CHECK();
     }
     if (n > 4 * n4) {
-        to_bf16_kernel<FQ><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(dst + 4 * n4, src + 4 * n4,
-                                                                                          n - 4 * n4, s, sat);
+        to_bf16_kernel<FQ, float><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(
+            dst + 4 * n4, src + 4 * n4, n - 4 * n4, s, sat);
         CUDA_LAUNCH_CHECK();
     }
 }
@@ -319,15 +320,12 @@ __global__ void fill_rows_kernel(float *y, const float *b, int64_t N, int O) {
         y[t] = b ? b[t % O] : 0.0f;
 }
 
-/* a bf16-stored operand as the GEMM wants it: itself, or bf16(fq(x; s)) in its scratch slot */
-__global__ void fq16_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t n, float s, bool sat) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(hif8_fq_dev(__bfloat162float(src[i]), s, sat));
-}
-static const void *operand_prep16(int slot, const __nv_bfloat16 *x16, int64_t n, float s, bool sat) {
+/* the x operand, fp32 (operand_prep) or bf16-stored (x16: itself, or bf16(fq(x16; s)) in its slot) */
+static const void *operand_x(gemm_mode mode, const float *x, const __nv_bfloat16 *x16, int64_t n, float s, bool sat) {
+    if (!x16) return operand_prep(mode, SCRATCH_GEMM_X, x, n, s, sat);
     if (s == 0.0f) return x16;
-    __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
-    fq16_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x16, n, s, sat);
+    __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(SCRATCH_GEMM_X, sizeof(__nv_bfloat16) * (size_t)n);
+    to_bf16_kernel<true, __nv_bfloat16><<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x16, n, s, sat);
     CUDA_LAUNCH_CHECK();
     return d;
 }
@@ -348,8 +346,7 @@ static void linear_fwd_impl(gemm_mode mode, float *y, __nv_bfloat16 *y16, const 
     if (x16 || y16) mode = GEMM_BF16;
     /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
     const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-    const void *Bm = x16 ? operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat)
-                         : operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+    const void *Bm = operand_x(mode, x, x16, N * I, sx, sat);
     if (y16) gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, NULL);
     else gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
 }
@@ -365,17 +362,6 @@ static inline float fq_scale_arg(float s) { return s == 0.0f ? NAN : s; }
 void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
                         int O, bool saturate) {
     linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
-}
-
-/* pre = x W^T + b and y = gelu_tanh(pre) in one GEMM (epilogue GELU_AUX[_BIAS]); -1 when
- * cuBLASLt offers no such algorithm for the shape (the caller runs linear + gelu instead) */
-int cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
-                         int O) {
-    if (N <= 0 || O <= 0 || I <= 0) return -1;
-    gemm_mode mode = gemm_mode_get();
-    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, 0.0f, false);
-    const void *Bm = operand_prep(mode, SCRATCH_GEMM_X, x, N * I, 0.0f, false);
-    return gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, pre);
 }
 
 /* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is); x fp32
@@ -395,8 +381,7 @@ static void linear_bwd_impl(gemm_mode mode, float *dx, float *dW, float *db, con
         }
         /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
         if (dW) {
-            const void *xo = x16 ? operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat)
-                                 : operand_prep(mode, SCRATCH_GEMM_X, x, N * I, sx, sat);
+            const void *xo = operand_x(mode, x, x16, N * I, sx, sat);
             gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
         }
     }
@@ -422,42 +407,71 @@ void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float 
  * itself, a bf16 y is written by the GEMM (rounded from its fp32 accumulator). These always run
  * in bf16 mode (a bf16 operand is a bf16 GEMM); weights and dy are converted as in linear_*. */
 
-void cuda_linear16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, const float *W,
-                       const float *b, int64_t N, int I, int O) {
-    linear_fwd_impl(GEMM_BF16, y, y16, x, x16, 0.0f, W, 0.0f, b, N, I, O, false);
+void cuda_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W, const float *b,
+                       int64_t N, int I, int O) {
+    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, 0.0f, W, 0.0f, b, N, I, O, false);
 }
-void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const __nv_bfloat16 *x16,
+void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
                        const float *W, int64_t N, int I, int O) {
-    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, 0.0f, x, x16, 0.0f, W, 0.0f, N, I, O, false);
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, 0.0f, x, (const __nv_bfloat16 *)x16, 0.0f, W, 0.0f, N, I, O, false);
 }
-void cuda_linear_fq16_fwd(float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16, float sx,
-                          const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate) {
-    linear_fwd_impl(GEMM_BF16, y, y16, x, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
+                          float sw, const float *b, int64_t N, int I, int O, bool saturate) {
+    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, fq_scale_arg(sx), W,
+                    fq_scale_arg(sw), b, N, I, O, saturate);
 }
 void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                          const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
+                          const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
                           bool saturate) {
-    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, fq_scale_arg(sg), x, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), N, I, O,
-                    saturate);
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, fq_scale_arg(sg), x, (const __nv_bfloat16 *)x16, fq_scale_arg(sx), W,
+                    fq_scale_arg(sw), N, I, O, saturate);
 }
 
-/* pre16 = bf16(x W^T + b), y16 = bf16(gelu_tanh(x W^T + b)) in one GEMM; -1 when cuBLASLt has no
- * such algorithm (nothing written) */
-static int linear_gelu16_impl(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
-                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool sat) {
-    if (N <= 0 || O <= 0 || I <= 0) return -1;
-    const void *A = operand_prep(GEMM_BF16, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-    const void *Bm = operand_prep16(SCRATCH_GEMM_X, x16, N * I, sx, sat);
-    return gemm(GEMM_BF16, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, pre16);
+/* The FFN's first layer: pre = fq(x; sx) fq(W; sw)^T + b and y = gelu_tanh(pre), fp32 (x, y,
+ * pre) or all bf16 (x16, y16, pre16), in one GEMM (epilogue GELU_AUX[_BIAS]). Where cuBLASLt
+ * offers no such algorithm the fp32 result (in pre, or in scratch for bf16) is finished by
+ * gelu_split_kernel, so the numbers are those of the epilogue either way. */
+template <typename T>
+__global__ void gelu_split_kernel(T *y, T *pre_out, const float *pre, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = pre[i];
+        val_store(&y[i], gelu_tanh_dev(v));
+        if (pre_out) val_store(&pre_out[i], v);
+    }
 }
-int cuda_linear_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, const float *W,
-                           const float *b, int64_t N, int I, int O) {
-    return linear_gelu16_impl(y16, pre16, x16, 0.0f, W, 0.0f, b, N, I, O, false);
+static void linear_gelu_impl(gemm_mode mode, float *y, float *pre, __nv_bfloat16 *y16, __nv_bfloat16 *pre16,
+                             const float *x, const __nv_bfloat16 *x16, float sx, const float *W, float sw,
+                             const float *b, int64_t N, int I, int O, bool sat) {
+    if (N <= 0 || O <= 0) return;
+    OSP_CHECK(I > 0 && (!y16 == !x16) && (!y16 == !pre16) && (!y16 == !!y), "linear_gelu_fwd: bad arguments");
+    if (x16) mode = GEMM_BF16;
+    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
+    const void *Bm = operand_x(mode, x, x16, N * I, sx, sat);
+    int rc = y16 ? gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, pre16)
+                 : gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, pre);
+    if (rc == 0) return;
+    float *t = y16 ? (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(N * O)) : pre;
+    gemm(mode, 1, 0, O, N, I, A, I, Bm, I, t, 0, O, 0, b, NULL);
+    if (y16)
+        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y16, pre16, t, N * O);
+    else
+        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, (float *)NULL, t, N * O);
+    CUDA_LAUNCH_CHECK();
 }
-/* the same on HiF8 fake-quantised operands (the HiF8 FFN keeps its GELU in the epilogue) */
-int cuda_linear_fq_gelu16_fwd(__nv_bfloat16 *y16, __nv_bfloat16 *pre16, const __nv_bfloat16 *x16, float sx,
-                              const float *W, float sw, const float *b, int64_t N, int I, int O, bool saturate) {
-    return linear_gelu16_impl(y16, pre16, x16, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+
+void cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
+                          int O) {
+    linear_gelu_impl(gemm_mode_get(), y, pre, NULL, NULL, x, NULL, 0.0f, W, 0.0f, b, N, I, O, false);
+}
+void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b, int64_t N,
+                            int I, int O) {
+    linear_gelu_impl(GEMM_BF16, NULL, NULL, (__nv_bfloat16 *)y, (__nv_bfloat16 *)pre, NULL, (const __nv_bfloat16 *)x,
+                     0.0f, W, 0.0f, b, N, I, O, false);
+}
+void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
+                               const float *b, int64_t N, int I, int O, bool saturate) {
+    linear_gelu_impl(GEMM_BF16, NULL, NULL, (__nv_bfloat16 *)y, (__nv_bfloat16 *)pre, NULL, (const __nv_bfloat16 *)x,
+                     fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
 }
 
 /* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and OSP_ACT16 is not 0 */

@@ -27,9 +27,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 /* ------------------------------------------------------------------ forward */
 
 /* The forward kernels write y as float or, for bf16 activation storage (ops.h), as bf16 rounded
- * to nearest even from the same fp32 value. */
-__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store_out(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+ * to nearest even from the same fp32 value (val_store). */
 
 /* y = LN(x) then either [* w + b] (w may be NULL) or, when scale != NULL, * (1 + scale[b]) + shift[b].
  * rows = R*N; the sample of row rn is (rn / N) % B. */
@@ -58,11 +56,11 @@ __global__ void ln_fwd_kernel(T *y, float *mean, float *rstd, const float *x, co
     if (scale) {
         int64_t b = (rn / N) % B;
         const float *sh = shift + b * stride, *sc = scale + b * stride;
-        for (int c = lane; c < D; c += 32) store_out(&yr[c], (xr[c] - m) * rs * (1.0f + sc[c]) + sh[c]);
+        for (int c = lane; c < D; c += 32) val_store(&yr[c], (xr[c] - m) * rs * (1.0f + sc[c]) + sh[c]);
     } else {
         for (int c = lane; c < D; c += 32) {
             float h = (xr[c] - m) * rs;
-            store_out(&yr[c], w ? h * w[c] + (bias ? bias[c] : 0.0f) : h);
+            val_store(&yr[c], w ? h * w[c] + (bias ? bias[c] : 0.0f) : h);
         }
     }
 }
@@ -77,7 +75,7 @@ __global__ void rms_fwd_kernel(T *y, float *rstd, const float *x, const float *w
     for (int c = lane; c < D; c += 32) s2 += xr[c] * xr[c];
     float rs = rsqrtf(warp_sum(s2) / D + eps);
     if (lane == 0) rstd[n] = rs;
-    for (int c = lane; c < D; c += 32) store_out(&y[n * D + c], xr[c] * rs * w[c]);
+    for (int c = lane; c < D; c += 32) val_store(&y[n * D + c], xr[c] * rs * w[c]);
 }
 
 /* q/k RMSNorm + RoPE in one pass: the row statistic over all D = H*d values, then each lane
@@ -100,8 +98,8 @@ __global__ void qk_norm_rope_fwd_kernel(T *y, float *rstd, const float *x, const
     for (int q = lane; q < D2; q += 32) {
         float2 c = rope_cs(r, p3, q % r.npair);
         float h0 = xr[2 * q] * rs * w[2 * q], h1 = xr[2 * q + 1] * rs * w[2 * q + 1];
-        store_out(&y[n * D + 2 * q], h0 * c.x - h1 * c.y);
-        store_out(&y[n * D + 2 * q + 1], h0 * c.y + h1 * c.x);
+        val_store(&y[n * D + 2 * q], h0 * c.x - h1 * c.y);
+        val_store(&y[n * D + 2 * q + 1], h0 * c.y + h1 * c.x);
     }
 }
 

@@ -187,12 +187,13 @@ typedef struct osp_backend {
     void (*rmsnorm16_fwd)(osp_bf16 *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
     void (*qk_norm_rope16_fwd)(osp_bf16 *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                                const osp_rope *r, int64_t N, int H, float eps);
-    /* attn_fwd / attn_bwd over bf16 q, k, v, o (lse, dout and the gradients fp32). With kvalid, both
-     * may overwrite the masked rows of k and v with zeros (no output depends on those rows). */
+    /* attn_fwd / attn_bwd over bf16 q, k, v, o (lse, dout and the gradients fp32). With kvalid the
+     * forward may overwrite the masked rows of k and v with zeros (no output depends on them); the
+     * backward takes k and v as the forward left them. */
     void (*attn16_fwd)(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid,
                        int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
     void (*attn16_bwd)(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
-                       const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid, int64_t R,
+                       const osp_bf16 *q, const osp_bf16 *k, const osp_bf16 *v, const uint8_t *kvalid, int64_t R,
                        int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d);
 } osp_backend;
 

@@ -131,20 +131,11 @@ static void cu_sync(void) { CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); 
         }                                                                                          \
     } while (0)
 
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
-
-__global__ void gelu_fwd_kernel(float *y, const float *x, int64_t n) {
-    GRID_STRIDE(i, n) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
-    }
-}
-__device__ __forceinline__ float ew_ld(const float *p) { return *p; }
-__device__ __forceinline__ float ew_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__global__ void gelu_fwd_kernel(float *y, const float *x, int64_t n) { GRID_STRIDE(i, n) y[i] = gelu_tanh_dev(x[i]); }
 template <typename T> /* x fp32, or bf16 (the pre-activation in bf16 storage) */
 __global__ void gelu_bwd_kernel(float *dx, const float *dy, const T *x, int64_t n) {
     GRID_STRIDE(i, n) {
-        float v = ew_ld(x + i);
+        float v = val_load(x + i);
         float t = tanhf(GELU_K * (v + 0.044715f * v * v * v));
         float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
         dx[i] += dy[i] * d;
@@ -166,76 +157,11 @@ __global__ void axpby_kernel(float *y, float a, const float *x, float b, int64_t
 __global__ void scale_kernel(float *x, float a, int64_t n) { GRID_STRIDE(i, n) x[i] *= a; }
 
 static void cu_gelu_fwd(float *y, const float *x, int64_t n) { EW_LAUNCH(gelu_fwd_kernel, n, y, x, n); }
-static void cu_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int K,
-                               int O) {
-    if (cuda_linear_gelu_fwd(y, pre, x, W, b, N, K, O) == 0) return;
-    cuda_linear_fwd(pre, x, W, b, N, K, O); /* no epilogue algorithm for this shape: two passes */
-    cu_gelu_fwd(y, pre, N * O);
-}
 static void cu_gelu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, x, n);
 }
 static void cu_gelu16_bwd(float *dx, const float *dy, const osp_bf16 *x, int64_t n) {
     EW_LAUNCH(gelu_bwd_kernel, n, dx, dy, (const __nv_bfloat16 *)x, n);
-}
-/* pre16 = bf16(pre), y16 = bf16(gelu(pre)): the epilogue's work when cuBLASLt offers none */
-__global__ void gelu16_split_kernel(__nv_bfloat16 *y, __nv_bfloat16 *pre16, const float *pre, int64_t n) {
-    GRID_STRIDE(i, n) {
-        float v = pre[i];
-        pre16[i] = __float2bfloat16_rn(v);
-        y[i] = __float2bfloat16_rn(0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))));
-    }
-}
-/* FFN first layer with bf16 storage: the GEMM epilogue writes pre and gelu(pre); where cuBLASLt
- * offers no such algorithm, an fp32 result in scratch is split into both. fq: HiF8 operands. */
-static void linear_gelu16(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, bool fq, float sx, const float *W, float sw,
-                          const float *b, int64_t N, int K, int O, bool saturate) {
-    __nv_bfloat16 *y16 = (__nv_bfloat16 *)y, *p16 = (__nv_bfloat16 *)pre;
-    const __nv_bfloat16 *x16 = (const __nv_bfloat16 *)x;
-    int rc = fq ? cuda_linear_fq_gelu16_fwd(y16, p16, x16, sx, W, sw, b, N, K, O, saturate)
-                : cuda_linear_gelu16_fwd(y16, p16, x16, W, b, N, K, O);
-    if (rc == 0) return;
-    float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(N * O));
-    if (fq) cuda_linear_fq16_fwd(t, NULL, NULL, x16, sx, W, sw, b, N, K, O, saturate);
-    else cuda_linear16_fwd(t, NULL, NULL, x16, W, b, N, K, O);
-    EW_LAUNCH(gelu16_split_kernel, N * O, y16, p16, t, N * O);
-}
-static void cu_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
-                                 int64_t N, int K, int O) {
-    linear_gelu16(y, pre, x, false, 0.0f, W, 0.0f, b, N, K, O, false);
-}
-static void cu_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W,
-                                    float sw, const float *b, int64_t N, int K, int O, bool saturate) {
-    linear_gelu16(y, pre, x, true, sx, W, sw, b, N, K, O, saturate);
-}
-static void cu_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
-                            const float *b, int64_t N, int K, int O) {
-    cuda_linear16_fwd(y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, W, b, N, K, O);
-}
-static void cu_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
-                            const float *W, int64_t N, int K, int O) {
-    cuda_linear16_bwd(dx, dW, db, dy, x, (const __nv_bfloat16 *)x16, W, N, K, O);
-}
-static void cu_attn16_fwd(osp_bf16 *o, float *lse, const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v,
-                          const uint8_t *kvalid, int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d) {
-    cuda_attn16_fwd((__nv_bfloat16 *)o, lse, (const __nv_bfloat16 *)q, (__nv_bfloat16 *)k, (__nv_bfloat16 *)v, kvalid,
-                    R, Rkv, Nq, Nk, H, d);
-}
-static void cu_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const osp_bf16 *o, const float *lse,
-                          const osp_bf16 *q, osp_bf16 *k, osp_bf16 *v, const uint8_t *kvalid, int64_t R, int64_t Rkv,
-                          int64_t Nq, int64_t Nk, int H, int d) {
-    cuda_attn16_bwd(dq, dk, dv, dout, (const __nv_bfloat16 *)o, lse, (const __nv_bfloat16 *)q, (__nv_bfloat16 *)k,
-                    (__nv_bfloat16 *)v, kvalid, R, Rkv, Nq, Nk, H, d);
-}
-static int cu_act16_on(void) { return cuda_act16_enabled(); }
-static void cu_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
-                               float sw, const float *b, int64_t N, int K, int O, bool saturate) {
-    cuda_linear_fq16_fwd(y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, sx, W, sw, b, N, K, O, saturate);
-}
-static void cu_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                               const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int K, int O,
-                               bool saturate) {
-    cuda_linear_fq16_bwd(dx, dW, db, dy, sg, x, (const __nv_bfloat16 *)x16, sx, W, sw, N, K, O, saturate);
 }
 static void cu_silu_fwd(float *y, const float *x, int64_t n) { EW_LAUNCH(silu_fwd_kernel, n, y, x, n); }
 static void cu_silu_bwd(float *dx, const float *dy, const float *x, int64_t n) {
@@ -520,7 +446,7 @@ static void cuda_backend_fill(osp_backend *b) {
     b->linear_fq_fwd = cuda_linear_fq_fwd;
     b->linear_fq_bwd = cuda_linear_fq_bwd;
     b->gelu_fwd = cu_gelu_fwd;
-    b->linear_gelu_fwd = cu_linear_gelu_fwd;
+    b->linear_gelu_fwd = cuda_linear_gelu_fwd;
     b->gelu_bwd = cu_gelu_bwd;
     b->silu_fwd = cu_silu_fwd;
     b->silu_bwd = cu_silu_bwd;
@@ -547,21 +473,21 @@ static void cuda_backend_fill(osp_backend *b) {
     b->ema = cu_ema;
     b->hif8_fq = cu_hif8_fq;
     b->count_nonfinite = cu_count_nonfinite;
-    b->act16_on = cu_act16_on;
-    b->linear16_fwd = cu_linear16_fwd;
-    b->linear16_bwd = cu_linear16_bwd;
-    b->linear_gelu16_fwd = cu_linear_gelu16_fwd;
+    b->act16_on = cuda_act16_enabled;
+    b->linear16_fwd = cuda_linear16_fwd;
+    b->linear16_bwd = cuda_linear16_bwd;
+    b->linear_gelu16_fwd = cuda_linear_gelu16_fwd;
     b->gelu16_bwd = cu_gelu16_bwd;
     b->absmax16 = cu_absmax16;
-    b->linear_fq16_fwd = cu_linear_fq16_fwd;
-    b->linear_fq16_bwd = cu_linear_fq16_bwd;
-    b->linear_fq_gelu16_fwd = cu_linear_fq_gelu16_fwd;
+    b->linear_fq16_fwd = cuda_linear_fq16_fwd;
+    b->linear_fq16_bwd = cuda_linear_fq16_bwd;
+    b->linear_fq_gelu16_fwd = cuda_linear_fq_gelu16_fwd;
     b->ln_mod16_fwd = cuda_ln_mod16_fwd;
     b->layernorm16_fwd = cuda_layernorm16_fwd;
     b->rmsnorm16_fwd = cuda_rmsnorm16_fwd;
     b->qk_norm_rope16_fwd = cuda_qk_norm_rope16_fwd;
-    b->attn16_fwd = cu_attn16_fwd;
-    b->attn16_bwd = cu_attn16_bwd;
+    b->attn16_fwd = cuda_attn16_fwd;
+    b->attn16_bwd = cuda_attn16_bwd;
 }
 
 /* NULL when no GPU is visible (the caller falls back to the CPU). The first call picks
