@@ -129,10 +129,14 @@ static lin_case lin_case_init(int64_t N, int I, int O, const char *mode) {
     return c;
 }
 
-static void lin_case_free(lin_case *c) {
+/* frees the case and the test's own n pairs */
+static void lin_case_free(lin_case *c, pair *const *own, size_t n) {
+    for (size_t i = 0; i < n; i++) pair_free(own[i]);
     pair_free(&c->x), pair_free(&c->W), pair_free(&c->b);
     unsetenv("OSP_CUDA_GEMM");
 }
+#define LIN_CASE_FREE(c, ...) \
+    lin_case_free(c, (pair *const[]){__VA_ARGS__}, sizeof((pair *const[]){__VA_ARGS__}) / sizeof(pair *))
 
 static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
     lin_case lc = lin_case_init(N, I, O, mode);
@@ -152,9 +156,7 @@ static void test_linear(int64_t N, int I, int O, const char *mode, double tol) {
     check("linear_bwd dx", shape, dx, tol);
     check("linear_bwd dW", shape, dW, tol);
     check("linear_bwd db", shape, db, 2e-5);
-    pair *all[] = {&y, &y2, &dy, &dx, &dW, &db};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
-    lin_case_free(&lc);
+    LIN_CASE_FREE(&lc, &y, &y2, &dy, &dx, &dW, &db);
 }
 
 /* The fused HiF8 linear (linear_fq_fwd / _bwd) against the CPU's two steps (hif8_fq of each
@@ -189,9 +191,7 @@ static void test_linear_fq(int64_t N, int I, int O, const char *mode, double tol
     check_same("linear_fq_bwd dx = two steps", shape, dx.g, dx2.g, (size_t)nx);
     check_same("linear_fq_bwd dW = two steps", shape, dW.g, dW2.g, (size_t)nw);
     check_same("linear_fq_bwd db = two steps", shape, db.g, db2.g, (size_t)O);
-    pair *all[] = {&dy, &qx, &qw, &qg, &y, &y2, &dx, &dW, &db, &dx2, &dW2, &db2};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
-    lin_case_free(&lc);
+    LIN_CASE_FREE(&lc, &dy, &qx, &qw, &qg, &y, &y2, &dx, &dW, &db, &dx2, &dW2, &db2);
 }
 
 /* The GELU epilogue (linear_gelu_fwd) against its CPU twin (linear then gelu), then the GELU
@@ -206,7 +206,6 @@ static void test_linear_gelu(int64_t N, int I, int O, const char *mode, double t
     G->linear_gelu_fwd(y.g, pre.g, x.g, W.g, b.g, N, I, O);
     check("linear_gelu_fwd y", shape, y, tol);
     check("linear_gelu_fwd pre", shape, pre, tol);
-    pair_free(&y), pair_free(&pre);
 
     int n = 256; /* identity: 256 x 256, values k/16 in [-4, 4) (8 significant bits at most) */
     float *hx = osp_malloc(sizeof(float) * n * n), *hI = osp_calloc((size_t)n * n, sizeof(float));
@@ -223,7 +222,7 @@ static void test_linear_gelu(int64_t N, int I, int O, const char *mode, double t
     report("linear_gelu_fwd: GELU max|diff|", mode, mx, 2e-3);
     free(hx), free(hI), free(gy), free(ref);
     G->free(dx), G->free(dI), G->free(dy), G->free(dpre);
-    lin_case_free(&lc);
+    LIN_CASE_FREE(&lc, &y, &pre);
 }
 
 /* ------------------------------------------------------------------ norms */
