@@ -7,9 +7,12 @@
  * Served: attention whose q rows each have their own kv row (Rkv == R: self-attention, and
  * cross-attention when Rkv == R), head dim 64 or 128, with or without a key mask; the hooks at
  * the top of cuda_attn_fwd / cuda_attn_bwd check that. A key mask (padded Skiparse
- * subsequences) is handled without cuDNN masking: masked keys and values are zeroed, and the
- * forward's output and lse are corrected for the exactly known share the zero keys add
- * (cuda_attn_cudnn_conv.cu); calls where that share is large go to osp's kernels. fp32 q/k/v/o/dO are converted to
+ * subsequences): the forward of a padded self-attention runs with cuDNN's padding mask (per-row
+ * lengths up to the last valid key; Skiparse puts the padding at the end of each subsequence, so
+ * it is skipped, not computed); masked keys inside a row's span, and every masked key in the
+ * backward, are zeroed, and the forward's output and lse are corrected for the exactly known
+ * share the zero keys add (cuda_attn_cudnn_conv.cu); calls where that share is large go to
+ * osp's kernels. fp32 q/k/v/o/dO are converted to
  * bf16 in scratch keeping osp's token-major layout: [R, N, H*d] is the cuDNN tensor
  * [b = R, h = H, s = N, d] with strides (N*H*d, d, H*d, 1) (BSHD), so nothing is transposed.
  * cuDNN's softmax stats are fp32 [b, h, s_q, 1] with strides (H*Nq, Nq, 1, 1) and hold the
@@ -46,6 +49,8 @@
  *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else "libcudnn.so.9" through the loader
  *                     path, else the pip wheel (nvidia-cudnn-cu13/-cu12: site-packages/nvidia/
  *                     cudnn/lib) of a python next to each $PATH entry, of ~/.local or of /usr.
+ *   OSP_CUDNN_PAD     = 0: no padding mask in the forward (every padded key computed, zeroed and
+ *                     corrected for, as the backward does), for A/B comparisons; read once
  *   OSP_DETERMINISTIC = 1: the backward runs osp's kernels (bit-reproducible; `osp train` sets it
  *                     for train.deterministic: true), the forward stays on cuDNN
  *   OSP_CUDNN_VERBOSE = 1: print every step (library search, descriptor finalizes, engine-config
@@ -216,15 +221,17 @@ static int cdn_load(void) {
 /* ------------------------------------------------------------------ plans */
 
 enum { CDN_FWD = 0, CDN_BWD = 1 };
-enum { G_NONE = 0, G_FWD_SDPA, G_BWD_COMPOSITE };
-static const char *cdn_graph_name[] = {"none", "SDPA_FWD operation", "composite backward graph"};
+enum { G_NONE = 0, G_FWD_SDPA, G_BWD_COMPOSITE, G_FWD_SDPA_PAD };
+static const char *cdn_graph_name[] = {"none", "SDPA_FWD operation", "composite backward graph",
+                                       "SDPA_FWD operation with sequence lengths"};
 
 /* tensor uids; the virtual intermediates of the composite graph count from 100 */
-enum { U_Q = 1, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM, U_DQACC };
+enum { U_Q = 1, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM, U_DQACC, U_SEQ_Q, U_SEQ_KV };
 
 typedef struct {
     int64_t R, Nq, Nk;
     int H, d, dir;
+    int pad;        /* forward with per-row sequence lengths (cuDNN's padding mask) */
     int graph;      /* the graph that serves it; G_NONE: cuDNN declined this shape */
     cdn_desc plan;  /* the execution plan */
     int64_t ws;     /* its workspace, bytes */
@@ -377,7 +384,10 @@ static void cb_reshape(cdn_build *b, const char *name, cdn_desc x, cdn_desc y) {
     cb_op_descs(b, name, CDN_OP_RESHAPE, 2, attrs, descs);
 }
 
-static void cdn_graph_fwd_sdpa(cdn_build *b, int64_t R, int64_t Nq, int64_t Nk, int64_t H, int64_t d) {
+/* With pad, two int32 [R,1,1,1] tensors give each row's query and key count: cuDNN attends over
+ * the first seq_len_kv keys only and leaves queries past seq_len_q alone (its padding mask), so
+ * the padding at the end of a Skiparse subsequence costs nothing. */
+static void cdn_graph_fwd_sdpa(cdn_build *b, int64_t R, int64_t Nq, int64_t Nk, int64_t H, int64_t d, int pad) {
     const int64_t dq[4] = {R, H, Nq, d}, sq[4] = {Nq * H * d, d, H * d, 1};
     const int64_t dk[4] = {R, H, Nk, d}, sk[4] = {Nk * H * d, d, H * d, 1};
     const int64_t dst[4] = {R, H, Nq, 1}, sst[4] = {H * Nq, Nq, 1, 1}, one[4] = {1, 1, 1, 1};
@@ -387,9 +397,13 @@ static void cdn_graph_fwd_sdpa(cdn_build *b, int64_t R, int64_t Nq, int64_t Nk, 
     cdn_desc O = cb_tensor(b, "O", U_O, CDN_BF16, dq, sq, false, false);
     cdn_desc S = cb_tensor(b, "Stats", U_STATS, CDN_F32, dst, sst, false, false);
     cdn_desc A = cb_tensor(b, "scale", U_SCALE, CDN_F32, one, one, false, true);
-    const int attrs[6] = {CDN_A_FWD_Q, CDN_A_FWD_K, CDN_A_FWD_V, CDN_A_FWD_O, CDN_A_FWD_STATS, CDN_A_FWD_SCALE};
-    const cdn_desc descs[6] = {Q, K, V, O, S, A};
-    cb_op_descs(b, "SDPA_FWD operation", CDN_OP_SDPA_FWD, 6, attrs, descs);
+    const int64_t dl[4] = {R, 1, 1, 1}, sl[4] = {1, 1, 1, 1};
+    cdn_desc LQ = pad ? cb_tensor(b, "seq_len_q", U_SEQ_Q, CDN_INT32, dl, sl, false, false) : NULL;
+    cdn_desc LK = pad ? cb_tensor(b, "seq_len_kv", U_SEQ_KV, CDN_INT32, dl, sl, false, false) : NULL;
+    const int attrs[8] = {CDN_A_FWD_Q,     CDN_A_FWD_K,     CDN_A_FWD_V,    CDN_A_FWD_O,
+                          CDN_A_FWD_STATS, CDN_A_FWD_SCALE, CDN_A_FWD_SEQ_Q, CDN_A_FWD_SEQ_KV};
+    const cdn_desc descs[8] = {Q, K, V, O, S, A, LQ, LK};
+    cb_op_descs(b, cdn_graph_name[pad ? G_FWD_SDPA_PAD : G_FWD_SDPA], CDN_OP_SDPA_FWD, pad ? 8 : 6, attrs, descs);
 }
 
 /* The composite backward (file header). Virtual intermediates are fp32 (cudnn-frontend's
@@ -518,10 +532,10 @@ static int cb_plan(cdn_build *b) {
 }
 
 /* The cached plan of a shape (built on first use), or NULL when cuDNN declines it. */
-static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
+static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H, int d, int pad) {
     for (int i = 0; i < cdn_nplans; i++) {
         cdn_plan *p = &cdn_plans[i];
-        if (p->dir == dir && p->R == R && p->Nq == Nq && p->Nk == Nk && p->H == H && p->d == d)
+        if (p->dir == dir && p->R == R && p->Nq == Nq && p->Nk == Nk && p->H == H && p->d == d && p->pad == pad)
             return p->graph != G_NONE ? p : NULL;
     }
     cdn_plan *p;
@@ -533,9 +547,9 @@ static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H,
         CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); /* its last execution has finished */
         cdn_plan_release(p);
     }
-    p->R = R, p->Nq = Nq, p->Nk = Nk, p->H = H, p->d = d, p->dir = dir;
-    const int graph = dir == CDN_FWD ? G_FWD_SDPA : G_BWD_COMPOSITE;
-    if (graph == G_FWD_SDPA && cdn.version < 91300) {
+    p->R = R, p->Nq = Nq, p->Nk = Nk, p->H = H, p->d = d, p->dir = dir, p->pad = pad;
+    const int graph = dir == CDN_FWD ? (pad ? G_FWD_SDPA_PAD : G_FWD_SDPA) : G_BWD_COMPOSITE;
+    if (graph != G_BWD_COMPOSITE && cdn.version < 91300) {
         snprintf(cdn.why, sizeof cdn.why, "cuDNN %zu has no SDPA_FWD operation (9.13 or later)", cdn.version);
         cdn_note("%s", cdn.why);
         return NULL; /* p->graph stays G_NONE: declined */
@@ -545,7 +559,7 @@ static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H,
     cdn_build b;
     memset(&b, 0, sizeof b);
     b.p = p;
-    if (graph == G_FWD_SDPA) cdn_graph_fwd_sdpa(&b, R, Nq, Nk, H, d);
+    if (graph != G_BWD_COMPOSITE) cdn_graph_fwd_sdpa(&b, R, Nq, Nk, H, d, pad);
     else cdn_graph_bwd_composite(&b, R, Nq, Nk, H, d);
     if (!b.failed && cb_plan(&b) == 0) {
         p->graph = graph;
@@ -591,6 +605,16 @@ static size_t cdn_round(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* ------------------------------------------------------------------ entry points */
 
+/* OSP_CUDNN_PAD=0 turns the padding-mask forward off (A/B comparisons); read once */
+static int cdn_pad_enabled(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("OSP_CUDNN_PAD");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
 /* The shapes cuDNN's flash engines take here; the hooks route only d = 64 and 128. */
 static int cdn_shape_ok(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     return R > 0 && Nq > 0 && Nk > 0 && H > 0 && d > 0 && d % 8 == 0 && d <= 128 && !(Nq == 1 && Nk == 1);
@@ -598,32 +622,42 @@ static int cdn_shape_ok(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
 
 /* The forward on bf16 operands in osp's token-major layout (k, v with masked rows zeroed). ob
  * receives cuDNN's output; the result goes to o32 (fp32) or, when o32 is NULL, stays in ob
- * (bf16), corrected for the masked keys either way. */
+ * (bf16), corrected for the masked keys either way.
+ * Self-attention over a padded layout (kvalid, Nq == Nk) runs with cuDNN's padding mask when it
+ * takes it: each row attends over its keys up to the last valid one (len), queries past that
+ * are padding and skipped. With Skiparse's layout (skiparse.h) the padding is exactly that
+ * tail, so it costs nothing; masked keys inside the span (other masks) are still zeroed and
+ * corrected for as without lengths. */
 static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
                         const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
-    cdn_plan *p = cdn_plan_get(CDN_FWD, R, Nq, Nk, H, d);
+    const int want_pad = kvalid && Nq == Nk && cdn_pad_enabled();
+    cdn_plan *p = want_pad ? cdn_plan_get(CDN_FWD, R, Nq, Nk, H, d, 1) : NULL;
+    const int pad = p != NULL;
+    if (!p) p = cdn_plan_get(CDN_FWD, R, Nq, Nk, H, d, 0);
     if (!p) return -1;
     const int64_t nq = R * Nq * H * d, nst = R * H * Nq;
     /* lse serves as the stats tensor when aligned as declared (16 bytes), else a scratch copy */
     const bool direct = ((uintptr_t)lse & 15) == 0;
     size_t wsb = cdn_round((size_t)p->ws);
-    const size_t stb = direct ? 0 : cdn_round(sizeof(float) * (size_t)nst);
-    char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + stb + cdn_round(sizeof(float) * (size_t)R) + 256);
+    const size_t stb = direct ? 0 : cdn_round(sizeof(float) * (size_t)nst), rb = cdn_round(sizeof(float) * (size_t)R);
+    char *ws = (char *)osp_cuda_scratch(SCRATCH_CUDNN_WS, wsb + stb + 2 * rb + 256);
     float *stats = direct ? lse : (float *)(ws + wsb), *nmask = (float *)(ws + wsb + stb);
+    int *len = (int *)(ws + wsb + stb + rb);
+    int *d_flag = kvalid ? cdn_flag_clear() : NULL;
+    /* masked-key counts (within each row's span when it has a length) before the run: len is an input */
+    if (kvalid) cdn_count_masked(nmask, pad ? len : NULL, d_flag, kvalid, R, Nk);
     float scale = 1.0f / sqrtf((float)d); /* by value: cuDNN reads it on the host during execute */
-    const int64_t uids[6] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
-    void *const ptrs[6] = {(void *)qb, (void *)kb, (void *)vb, ob, stats, &scale};
-    if (cdn_execute(p, 6, uids, ptrs, p->ws > 0 ? ws : NULL)) return -1;
+    const int64_t uids[8] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_SEQ_Q, U_SEQ_KV};
+    void *const ptrs[8] = {(void *)qb, (void *)kb, (void *)vb, ob, stats, &scale, len, len};
+    if (cdn_execute(p, pad ? 8 : 6, uids, ptrs, p->ws > 0 ? ws : NULL)) return -1;
     if (!direct) CUDA_CHECK(cudaMemcpyAsync(lse, stats, sizeof(float) * (size_t)nst, cudaMemcpyDeviceToDevice,
                                             osp_cuda_stream));
     if (!kvalid) {
         if (o32) cdn_to_f32(o32, ob, nq);
     } else { /* take the masked keys' share back out (see cdn_to_bf16_masked_kernel) */
-        int *d_flag = cdn_flag_clear();
-        cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
         /* Nq == Nk (self-attention of a padded layout): the key mask is the query mask, and
          * ops.h leaves the outputs of padding queries unspecified (finite) */
-        cdn_fix_masked(o32, ob, lse, nmask, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
+        cdn_fix_masked(o32, ob, lse, nmask, pad ? len : NULL, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
             snprintf(cdn.why, sizeof cdn.why, "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
             cdn_note("%s", cdn.why);
@@ -661,7 +695,7 @@ static int cdn_bwd_declines(const uint8_t *kvalid, int64_t R, int64_t Nk) {
     if (!kvalid) return 0;
     float *nmask = (float *)osp_cuda_scratch(SCRATCH_ATTN2, sizeof(float) * (size_t)R);
     int *d_flag = cdn_flag_clear();
-    cdn_count_masked(nmask, d_flag, kvalid, R, Nk);
+    cdn_count_masked(nmask, NULL, d_flag, kvalid, R, Nk);
     return cdn_flag_read(d_flag);
 }
 
@@ -670,7 +704,7 @@ static int cdn_bwd_declines(const uint8_t *kvalid, int64_t R, int64_t Nk) {
 static int cdn_bwd_core(float *dq, float *dk, float *dv, bf16 *dqb, bf16 *dkb, bf16 *dvb, const bf16 *dob,
                         const bf16 *ob, const float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
                         const uint8_t *kvalid, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
-    cdn_plan *p = cdn_plan_get(CDN_BWD, R, Nq, Nk, H, d);
+    cdn_plan *p = cdn_plan_get(CDN_BWD, R, Nq, Nk, H, d, 0);
     if (!p) return -1;
     const int64_t nq = R * Nq * H * d, nk = R * Nk * H * d, nst = R * H * Nq;
     /* workspace: cuDNN's, the graph's softmax_sum and dQ_accum, then stats if lse is not 16-byte

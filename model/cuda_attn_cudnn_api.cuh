@@ -28,9 +28,9 @@ enum { /* cudnnBackendAttributeName_t */
     CDN_A_OPMM_DESC = 1523, CDN_A_RED_OP = 1600, CDN_A_RED_COMP = 1601, CDN_A_OPRED_X = 1610, CDN_A_OPRED_Y = 1611,
     CDN_A_OPRED_DESC = 1612, CDN_A_RESHAPE_X = 2200, CDN_A_RESHAPE_Y = 2201,
     CDN_A_FWD_Q = 2800, CDN_A_FWD_K = 2801, CDN_A_FWD_V = 2802, CDN_A_FWD_O = 2803, CDN_A_FWD_STATS = 2804,
-    CDN_A_FWD_SCALE = 2805
+    CDN_A_FWD_SCALE = 2805, CDN_A_FWD_SEQ_Q = 2809, CDN_A_FWD_SEQ_KV = 2810
 };
-enum { CDN_F32 = 0, CDN_BF16 = 9 };                                                  /* cudnnDataType_t */
+enum { CDN_F32 = 0, CDN_INT32 = 4, CDN_BF16 = 9 };                                      /* cudnnDataType_t */
 enum { CDN_PW_ADD = 0, CDN_PW_MUL = 1, CDN_PW_SUB = 9, CDN_PW_EXP = 13, CDN_PW_IDENTITY = 21 }; /* ..PointwiseMode_t */
 enum { CDN_RED_ADD = 0 };                                                            /* cudnnReduceTensorOp_t */
 enum { CDN_HEUR_A = 3 };                                                             /* cudnnBackendHeurMode_t */
@@ -90,6 +90,8 @@ CDN_EQ(CDN_A_FWD_Q, CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC); CDN_EQ(CDN_A_FWD_K, CU
 CDN_EQ(CDN_A_FWD_V, CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC); CDN_EQ(CDN_A_FWD_O, CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC);
 CDN_EQ(CDN_A_FWD_STATS, CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC);
 CDN_EQ(CDN_A_FWD_SCALE, CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC);
+CDN_EQ(CDN_A_FWD_SEQ_Q, CUDNN_ATTR_OPERATION_SDPA_FWD_SEQ_LEN_QDESC);
+CDN_EQ(CDN_A_FWD_SEQ_KV, CUDNN_ATTR_OPERATION_SDPA_FWD_SEQ_LEN_KVDESC); CDN_EQ(CDN_INT32, CUDNN_DATA_INT32);
 #endif
 #undef CDN_EQ
 #endif

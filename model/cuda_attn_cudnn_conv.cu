@@ -7,6 +7,9 @@
 #include "cuda_attn_cudnn_conv.cuh"
 
 #define CDN_X_MAX 0.99f /* largest share of the softmax sum the zeroed keys may carry (below) */
+/* lse given to padding queries past a row's length: finite (ops.h), and large enough that the
+ * backward's P = exp(s - lse) is 0 for them, whatever their scores */
+#define CDN_LSE_PAD 1.0e30f
 
 static __global__ void cdn_to_f32_kernel(float *dst, const bf16 *src, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -51,41 +54,66 @@ static __global__ void cdn_add_masked_kernel(float *dst, const bf16 *src, const 
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         if (kvalid[i / HD]) dst[i] += __bfloat162float(src[i]);
 }
-/* nmask[r] = number of masked keys of row r (one block per row); *flag = 1 if a row has no key */
-static __global__ void cdn_count_masked_kernel(float *nmask, int *flag, const uint8_t *kvalid, int64_t N) {
-    __shared__ int part[256];
-    int c = 0;
-    for (int64_t j = threadIdx.x; j < N; j += blockDim.x) c += kvalid[(int64_t)blockIdx.x * N + j] == 0;
+/* One block per row r: the masked keys nmask[r], *flag = 1 if the row has no valid key, and with
+ * len: len[r] = 1 + the last valid key (N for a row without any), nmask[r] then counting only the
+ * masked keys before it (the ones cuDNN still sees). */
+static __global__ void cdn_count_masked_kernel(float *nmask, int *len, int *flag, const uint8_t *kvalid, int64_t N) {
+    __shared__ int part[256], last[256];
+    int c = 0, l = 0;
+    for (int64_t j = threadIdx.x; j < N; j += blockDim.x)
+        if (kvalid[(int64_t)blockIdx.x * N + j]) {
+            c++;
+            l = (int)j + 1;
+        }
     part[threadIdx.x] = c;
+    last[threadIdx.x] = l;
     __syncthreads();
     for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        if ((int)threadIdx.x < w) {
+            part[threadIdx.x] += part[threadIdx.x + w];
+            last[threadIdx.x] = max(last[threadIdx.x], last[threadIdx.x + w]);
+        }
         __syncthreads();
     }
     if (threadIdx.x == 0) {
-        nmask[blockIdx.x] = (float)part[0];
-        if (part[0] >= N) *flag = 1;
+        int valid = part[0], span = len && last[0] > 0 ? last[0] : (int)N;
+        if (len) len[blockIdx.x] = span;
+        nmask[blockIdx.x] = (float)(span - valid);
+        if (valid == 0) *flag = 1;
     }
 }
 /* o ([R, Nq, H*d], fp32, or bf16 and possibly ob itself) = o_cudnn / (1 - x) with x from the
- * uncorrected lse [R, H, Nq] */
+ * uncorrected lse [R, H, Nq]; with len, queries t >= len[r] (padding cuDNN skipped, their o
+ * unwritten) get 0. In place (o == ob) a row without masked keys needs no store at all. */
 template <typename T>
-static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, const float *nmask, int64_t Nq, int H,
-                                 int d, int64_t n) {
+static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, const float *nmask, const int *len,
+                                        int64_t Nq, int H, int d, int64_t n) {
+    const bool inplace = (const void *)o == (const void *)ob;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
+        if (len && t >= len[r]) {
+            val_store(&o[i], 0.0f);
+            continue;
+        }
+        float nm = nmask[r];
+        if (nm == 0.0f && inplace) continue;
         int h = (int)((i / d) % H);
-        float x = nmask[r] * expf(-lse[(r * H + h) * Nq + t]);
+        float x = nm == 0.0f ? 0.0f : nm * expf(-lse[(r * H + h) * Nq + t]);
         val_store(&o[i], __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX)));
     }
 }
 /* lse += log(1 - x); flag rows with x > CDN_X_MAX, among the valid queries only when qvalid is given
  * (self-attention over a padded layout: a padding query's output is never used, it only has to
  * be finite, which the clamp guarantees) */
-static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t Nq,
-                                          int H, int64_t n) {
+static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const int *len, const uint8_t *qvalid,
+                                          int *flag, int64_t Nq, int H, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / (Nq * H), t = i % Nq;
+        if (len && t >= len[r]) { /* a padding query cuDNN skipped: P = exp(s - lse) = 0 in the backward */
+            lse[i] = CDN_LSE_PAD;
+            continue;
+        }
+        if (nmask[r] == 0.0f) continue;
         float x = nmask[r] * expf(-lse[i]);
         if (x > CDN_X_MAX && (!qvalid || qvalid[r * Nq + t])) *flag = 1;
         lse[i] += log1pf(-fminf(x, CDN_X_MAX));
@@ -123,17 +151,17 @@ int cdn_flag_read(const int *d_flag) {
     return h;
 }
 
-void cdn_count_masked(float *nmask, int *flag, const uint8_t *kvalid, int64_t R, int64_t N) {
-    cdn_count_masked_kernel<<<(unsigned)R, 256, 0, osp_cuda_stream>>>(nmask, flag, kvalid, N);
+void cdn_count_masked(float *nmask, int *len, int *flag, const uint8_t *kvalid, int64_t R, int64_t N) {
+    cdn_count_masked_kernel<<<(unsigned)R, 256, 0, osp_cuda_stream>>>(nmask, len, flag, kvalid, N);
     CUDA_LAUNCH_CHECK();
 }
 
-void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const uint8_t *qvalid, int *flag, int64_t R,
-                    int64_t Nq, int H, int d) {
+void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const int *len, const uint8_t *qvalid,
+                    int *flag, int64_t R, int64_t Nq, int H, int d) {
     const int64_t no = R * Nq * H * d, nl = R * H * Nq;
-    if (o) cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, Nq, H, d, no);
-    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, Nq, H, d, no);
+    if (o) cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, len, Nq, H, d, no);
+    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, len, Nq, H, d, no);
     CUDA_LAUNCH_CHECK();
-    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, qvalid, flag, Nq, H, nl);
+    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, len, qvalid, flag, Nq, H, nl);
     CUDA_LAUNCH_CHECK();
 }

@@ -54,8 +54,15 @@ void skip_layout_init(skip_layout *l, skip_kind kind, int B, int T, int H, int W
     for (int64_t r = 0; r < l->R; r++) {
         int s = (int)(r / B), b = (int)(r % B);
         for (int64_t n = 0; n < l->N; n++) {
-            int t = (int)(n / ((int64_t)hc_n * wc_n));
-            int hc = (int)((n / wc_n) % hc_n), wc = (int)(n % wc_n);
+            /* raster: (t, h, w); sparse: compact (h', t, w'), see skiparse.h */
+            int t, hc, wc = (int)(n % wc_n);
+            if (kind == LAYOUT_RASTER) {
+                t = (int)(n / ((int64_t)hc_n * wc_n));
+                hc = (int)((n / wc_n) % hc_n);
+            } else {
+                hc = (int)(n / ((int64_t)T * wc_n));
+                t = (int)((n / wc_n) % T);
+            }
             int h = hc, w = wc;
             if (kind != LAYOUT_RASTER) sparse_coords(kind, l->P, s, hc, wc, &h, &w);
             int64_t i = r * l->N + n;

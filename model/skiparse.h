@@ -7,6 +7,15 @@
  *   token  : R = P*P*B rows s*B + b, N = T*(H'/P)*(W'/P); subsequence s = (h mod P)*P + (w mod P)
  *   group  : as token with s = ((h/P) mod P)*P + (w/P) mod P, compact position (S3)
  * where H', W' are H, W padded at the bottom/right to multiples of P*P (S1).
+ * Inside a subsequence, tokens are stored in the order (h', t, w') of their compact
+ * coordinates: compact row outermost, then frame, then compact column. skiparse.md stores
+ * them (t, h', w'); attention inside a subsequence does not depend on the order (RoPE is
+ * carried by each position, §6), the lemma (S4) maps compact coordinates and holds for any
+ * storage order both patterns share (the switch stays an involution), and with T = 1 the two
+ * orders coincide (the worked example of §3.5). The point: padding rows (h >= H) have the
+ * largest h' in both patterns, so when only H is padded (Wan2.1 at 480P, 720P) every
+ * subsequence is its valid tokens followed by its padding, and attention can skip the
+ * padding by length (cuDNN's padding mask) instead of computing and masking it.
  * Each position has its padded-grid coordinates (b, t, h, w); from those we derive the
  * RoPE positions (original coordinates), the key-validity mask (h < H and w < W) and
  * the gather tables that move a tensor between layouts. Moves are gathers whose

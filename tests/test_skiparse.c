@@ -41,7 +41,7 @@ static int64_t expect_pos(skip_kind k, int B, int T, int H, int W, int Hp, int W
     int hc = k == LAYOUT_TOKEN ? h / P : (h / (P * P)) * P + h % P;
     int wc = k == LAYOUT_TOKEN ? w / P : (w / (P * P)) * P + w % P;
     int64_t N = (int64_t)T * (Hp / P) * (Wp / P), row = (int64_t)sub_of(k, P, h, w) * B + b;
-    return row * N + ((int64_t)t * (Hp / P) + hc) * (Wp / P) + wc;
+    return row * N + ((int64_t)hc * T + t) * (Wp / P) + wc; /* (h', t, w') inside (skiparse.h) */
 }
 
 static void cell_of(const skip_layout *l, int64_t g, int *b, int *t, int *h, int *w) {
@@ -144,14 +144,14 @@ static void test_moves(int B, int T, int H, int W, int P) {
     int32_t *rt = skip_move_index(&r, &t), *rg = skip_move_index(&r, &g), *tg = skip_move_index(&t, &g);
     int32_t *gt = skip_move_index(&g, &t), *tr = skip_move_index(&t, &r), *gr = skip_move_index(&g, &r);
     int64_t n = t.npos, nr = r.npos, bad_s4 = 0, bad_inv = 0, bad_comp = 0, bad_leave = 0, bad_pad = 0, bad_spread = 0;
-    int P2 = P * P, hc_n = t.Hp / P, wc_n = t.Wp / P;
+    int P2 = P * P, wc_n = t.Wp / P;
     /* (S4): token (outer (p,q), inner (rr, rr'), block (t,a,c)) -> group (rr, rr'), (t, aP+p, cP+q) */
     for (int64_t j = 0; j < n; j++) {
         int64_t row = j / t.N, m = j % t.N;
         int s = (int)(row / B), b = (int)(row % B), p = s / P, q = s % P;
-        int tt = (int)(m / ((int64_t)hc_n * wc_n)), hc = (int)((m / wc_n) % hc_n), wc = (int)(m % wc_n);
+        int hc = (int)(m / ((int64_t)t.T * wc_n)), tt = (int)((m / wc_n) % t.T), wc = (int)(m % wc_n);
         int a = hc / P, rr = hc % P, c = wc / P, rr2 = wc % P;
-        int64_t i = ((int64_t)(rr * P + rr2) * B + b) * t.N + ((int64_t)tt * hc_n + a * P + p) * wc_n + c * P + q;
+        int64_t i = ((int64_t)(rr * P + rr2) * B + b) * t.N + ((int64_t)(a * P + p) * t.T + tt) * wc_n + c * P + q;
         bad_s4 += tg[i] != j;
     }
     int64_t *pair = tu_calloc((size_t)P2 * P2, sizeof(int64_t));
@@ -214,6 +214,29 @@ static void test_720p_counts(void) {
         skip_layout_free(&l);
     }
     tu_check("720P (21x45x80, P=2): H'=48, L'=80640, 19320/18480 valid", bad, 0);
+}
+
+/* Only H padded (Wan2.1 480P: 30 -> 32 rows, 720P: 45 -> 48, and odd small grids): every
+ * subsequence row is its valid tokens followed by its padding (skiparse.h: the (h', t, w')
+ * order), which is what lets attention skip the padding by length. */
+static void test_padding_suffix(void) {
+    static const int grids[][5] = {{21, 30, 52, 2, 1}, {21, 45, 80, 2, 1}, {3, 7, 8, 2, 2}, {2, 10, 9, 3, 2}};
+    int bad = 0, rows_with_padding = 0;
+    for (size_t gi = 0; gi < sizeof grids / sizeof grids[0]; gi++)
+        for (int kind = LAYOUT_TOKEN; kind <= LAYOUT_GROUP; kind++) {
+            const int *g = grids[gi];
+            skip_layout l;
+            skip_layout_init(&l, (skip_kind)kind, g[4], g[0], g[1], g[2], g[3]);
+            for (int64_t r = 0; r < l.R; r++) {
+                int64_t n = 0;
+                while (n < l.N && l.valid[r * l.N + n]) n++;
+                rows_with_padding += n < l.N;
+                for (int64_t m = n; m < l.N; m++) bad += l.valid[r * l.N + m]; /* nothing valid after */
+            }
+            skip_layout_free(&l);
+        }
+    tu_check("H-only padding: each subsequence = valid tokens, then padding", bad, 0);
+    tu_check("H-only padding: the grids above do pad some rows", rows_with_padding > 0 ? 0 : 1, 0);
 }
 
 static void test_schedule(void) {
@@ -323,6 +346,7 @@ int main(void) {
     }
     test_worked_example();
     test_720p_counts();
+    test_padding_suffix();
     test_schedule();
     static const int att[][4] = {{2, 8, 8, 2}, {2, 5, 6, 2}, {2, 9, 18, 3}, {2, 7, 10, 3}};
     for (int i = 0; i < 4; i++)
