@@ -123,7 +123,9 @@ void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, i
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O);
 /* linear_fwd / linear_bwd on HiF8 fake-quantised operands (x with sx, W with sw, dy with sg):
- * the quantiser writes the GEMM operands directly (bf16 mode) instead of fp32 copies */
+ * the quantiser writes the GEMM operands directly (bf16 mode) instead of fp32 copies. The scales
+ * are host floats here (a tiny kernel puts them in device memory, no sync); the *16 entries
+ * below take device floats. */
 void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
                         int O, bool saturate);
 void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
@@ -132,20 +134,21 @@ void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float 
  * without such a cuBLASLt algorithm gets the same numbers from a plain GEMM and a GELU pass) */
 void cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
                           int O);
-/* bf16 activation storage (ops.h linear16_*, linear_fq16_*, linear_gelu16_fwd, linear_fq_gelu16_fwd) */
+/* bf16 activation storage (ops.h linear16_*, linear_fq16_*, linear_gelu16_fwd, linear_fq_gelu16_fwd);
+ * the HiF8 ones read their scales from device floats (dsx, dsw, dsg: ops.h) */
 void cuda_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W, const float *b,
                        int64_t N, int I, int O);
 void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
                        const float *W, int64_t N, int I, int O);
-void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
-                          float sw, const float *b, int64_t N, int I, int O, bool saturate);
-void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                          const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
-                          bool saturate);
+void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *dsx,
+                          const float *W, const float *dsw, const float *b, int64_t N, int I, int O, bool saturate);
+void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, const float *dsg, const float *x,
+                          const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N, int I,
+                          int O, bool saturate);
 void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b, int64_t N,
                             int I, int O);
-void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
-                               const float *b, int64_t N, int I, int O, bool saturate);
+void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
+                               const float *dsw, const float *b, int64_t N, int I, int O, bool saturate);
 int cuda_act16_enabled(void); /* OSP_CUDA_GEMM is bf16 (the default) and OSP_ACT16 is not 0 */
 
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
@@ -178,8 +181,9 @@ void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y,
                        int64_t N, int D, int B, int64_t stride);
 /* out[c] += sum_n dy[n, c] for c < D (deterministic; the bias gradient) */
 void cuda_colsum_add(float *out, const float *dy, int64_t N, int D);
-/* out[c] += sum_n fq(dy[n, c]; s) (HiF8 fake quantisation on the fly; same order as colsum_add) */
-void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, float s, bool saturate);
+/* out[c] += sum_n fq(dy[n, c]; *ds) (HiF8 fake quantisation on the fly, the scale a device float;
+ * same order as colsum_add) */
+void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, const float *ds, bool saturate);
 
 /* cuda_attn.cu */
 void cuda_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v, const uint8_t *kvalid,

@@ -52,6 +52,7 @@ typedef struct {
 
 static cublasLtHandle_t lt_handle;
 static void *lt_workspace;
+static float *host_scale_slot; /* [3]: sx, sw, sg of the host-scale entries (host_scales) */
 static gemm_plan gemm_cache[GEMM_CACHE_SIZE];
 static void cuda_add_bias_cols(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc);
 static int gemm_cache_next;
@@ -60,6 +61,7 @@ void cuda_gemm_init(void) {
     if (lt_handle) return;
     CUBLAS_CHECK(cublasLtCreate(&lt_handle));
     CUDA_CHECK(cudaMalloc(&lt_workspace, GEMM_WORKSPACE_BYTES));
+    CUDA_CHECK(cudaMalloc(&host_scale_slot, 4 * sizeof(float)));
 }
 
 typedef enum { GEMM_BF16 = 0, GEMM_FAST16BF, GEMM_TF32, GEMM_FP32 } gemm_mode;
@@ -86,64 +88,101 @@ static int gemm_compute_type(gemm_mode m) {
 
 /* bf16(x), or with FQ the HiF8 fake quantisation straight into the bf16 operand: bf16(fq(x; s)),
  * the value the two-step path (fq to fp32, then to bf16) gives, without the fp32 copy (every HiF8
- * value fits bf16, the division by s does not, so the bf16 rounding stays). Four values per
- * thread when the pointers allow 16-byte loads (every activation buffer and scratch slot does);
- * the tail and unaligned views go one by one. */
+ * value fits bf16, the division by s does not, so the bf16 rounding stays). The scale s = *ds is
+ * read from device memory (computed there by hif8_scale_dev, or put there by the host: no sync
+ * either way); ds is not read without FQ. 16-byte loads when the pointers allow (every activation
+ * buffer and scratch slot does): four fp32 or eight bf16 values per thread; the tail and
+ * unaligned views go one by one, with the same per-element arithmetic. */
 template <bool FQ>
 __device__ __forceinline__ float prep_val(float v, float s, bool sat) {
     return FQ ? hif8_fq_dev(v, s, sat) : v;
 }
 template <bool FQ>
-__global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4, float s, bool sat) {
+__global__ void to_bf16_vec_kernel(__nv_bfloat162 *dst, const float4 *src, int64_t n4, const float *ds, bool sat) {
+    float s = FQ ? *ds : 0.0f;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
         float4 v = src[i];
         dst[2 * i] = __floats2bfloat162_rn(prep_val<FQ>(v.x, s, sat), prep_val<FQ>(v.y, s, sat));
         dst[2 * i + 1] = __floats2bfloat162_rn(prep_val<FQ>(v.z, s, sat), prep_val<FQ>(v.w, s, sat));
     }
 }
+/* a bf16-stored activation quantised for a HiF8 GEMM, eight values (one uint4) per thread; a word
+ * holds two bf16, the first in its low half, and a bf16 is the top half of its fp32 value */
+__device__ __forceinline__ uint32_t fq_bf16x2(uint32_t w, float s, bool sat) {
+    float lo = __uint_as_float(w << 16), hi = __uint_as_float(w & 0xFFFF0000u);
+    __nv_bfloat162 r = __floats2bfloat162_rn(hif8_fq_dev(lo, s, sat), hif8_fq_dev(hi, s, sat));
+    return (uint32_t)__bfloat16_as_ushort(r.x) | (uint32_t)__bfloat16_as_ushort(r.y) << 16;
+}
+__global__ void fq16_vec_kernel(uint4 *dst, const uint4 *src, int64_t n8, const float *ds, bool sat) {
+    float s = *ds;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        uint4 v = src[i];
+        dst[i] = make_uint4(fq_bf16x2(v.x, s, sat), fq_bf16x2(v.y, s, sat), fq_bf16x2(v.z, s, sat),
+                            fq_bf16x2(v.w, s, sat));
+    }
+}
 /* one value per thread; src fp32, or bf16 (a bf16-stored activation quantised for a HiF8 GEMM) */
 template <bool FQ, typename S>
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const S *src, int64_t n, float s, bool sat) {
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const S *src, int64_t n, const float *ds, bool sat) {
+    float s = FQ ? *ds : 0.0f;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(prep_val<FQ>(val_load(src + i), s, sat));
 }
-__global__ void fq_to_f32_kernel(float *dst, const float *src, int64_t n, float s, bool sat) {
+__global__ void fq_to_f32_kernel(float *dst, const float *src, int64_t n, const float *ds, bool sat) {
+    float s = *ds;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = hif8_fq_dev(src[i], s, sat);
 }
 
 template <bool FQ>
-static void to_bf16_launch(__nv_bfloat16 *dst, const float *src, int64_t n, float s, bool sat) {
+static void to_bf16_launch(__nv_bfloat16 *dst, const float *src, int64_t n, const float *ds, bool sat) {
     if (n <= 0) return;
     int64_t n4 = ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) ? n / 4 : 0;
     if (n4) {
         to_bf16_vec_kernel<FQ><<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>(
-            (__nv_bfloat162 *)dst, (const float4 *)src, n4, s, sat);
+            (__nv_bfloat162 *)dst, (const float4 *)src, n4, ds, sat);
         CUDA_LAUNCH_CHECK();
     }
     if (n > 4 * n4) {
         to_bf16_kernel<FQ, float><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(
-            dst + 4 * n4, src + 4 * n4, n - 4 * n4, s, sat);
+            dst + 4 * n4, src + 4 * n4, n - 4 * n4, ds, sat);
         CUDA_LAUNCH_CHECK();
     }
 }
 
-void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) { to_bf16_launch<false>(dst, src, n, 0.0f, false); }
+/* dst = bf16(fq(src; *ds)) for a bf16-stored src: 16-byte vectors when both pointers are 16-byte
+ * aligned (a view at an odd element offset is not: it goes one by one), the tail one by one */
+static void fq16_launch(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t n, const float *ds, bool sat) {
+    if (n <= 0) return;
+    int64_t n8 = (((uintptr_t)src | (uintptr_t)dst) % 16 == 0) ? n / 8 : 0;
+    if (n8) {
+        fq16_vec_kernel<<<osp_cuda_blocks(n8, 256), 256, 0, osp_cuda_stream>>>((uint4 *)dst, (const uint4 *)src, n8,
+                                                                               ds, sat);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (n > 8 * n8) {
+        to_bf16_kernel<true, __nv_bfloat16><<<osp_cuda_blocks(n - 8 * n8, 256), 256, 0, osp_cuda_stream>>>(
+            dst + 8 * n8, src + 8 * n8, n - 8 * n8, ds, sat);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) { to_bf16_launch<false>(dst, src, n, NULL, false); }
 
 /* A GEMM operand as the mode wants it, in its own scratch slot (slots differ per operand of one
- * call): bf16 mode: bf16(x), or bf16(fq(x; s)) when s != 0; other modes: x itself, or an fp32
- * fq(x; s) copy. */
-static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_t n, float s, bool sat) {
+ * call): bf16 mode: bf16(x), or bf16(fq(x; *ds)) when ds is given; other modes: x itself, or an
+ * fp32 fq(x; *ds) copy. */
+static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_t n, const float *ds, bool sat) {
     if (mode != GEMM_BF16) {
-        if (s == 0.0f) return x;
+        if (!ds) return x;
         float *d = (float *)osp_cuda_scratch(slot, sizeof(float) * (size_t)n);
-        fq_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x, n, s, sat);
+        fq_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x, n, ds, sat);
         CUDA_LAUNCH_CHECK();
         return d;
     }
     __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)n);
-    if (s == 0.0f) to_bf16_launch<false>(d, x, n, 0.0f, false);
-    else to_bf16_launch<true>(d, x, n, s, sat);
+    if (!ds) to_bf16_launch<false>(d, x, n, NULL, false);
+    else to_bf16_launch<true>(d, x, n, ds, sat);
     return d;
 }
 
@@ -320,21 +359,37 @@ __global__ void fill_rows_kernel(float *y, const float *b, int64_t N, int O) {
         y[t] = b ? b[t % O] : 0.0f;
 }
 
-/* the x operand, fp32 (operand_prep) or bf16-stored (x16: itself, or bf16(fq(x16; s)) in its slot) */
-static const void *operand_x(gemm_mode mode, const float *x, const __nv_bfloat16 *x16, int64_t n, float s, bool sat) {
-    if (!x16) return operand_prep(mode, SCRATCH_GEMM_X, x, n, s, sat);
-    if (s == 0.0f) return x16;
+/* the x operand, fp32 (operand_prep) or bf16-stored (x16: itself, or bf16(fq(x16; *dsx)) in its slot) */
+static const void *operand_x(gemm_mode mode, const float *x, const __nv_bfloat16 *x16, int64_t n, const float *dsx,
+                             bool sat) {
+    if (!x16) return operand_prep(mode, SCRATCH_GEMM_X, x, n, dsx, sat);
+    if (!dsx) return x16;
     __nv_bfloat16 *d = (__nv_bfloat16 *)osp_cuda_scratch(SCRATCH_GEMM_X, sizeof(__nv_bfloat16) * (size_t)n);
-    to_bf16_kernel<true, __nv_bfloat16><<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x16, n, s, sat);
-    CUDA_LAUNCH_CHECK();
+    fq16_launch(d, x16, n, dsx, sat);
     return d;
 }
 
-/* y = fq(x; sx) fq(W; sw)^T + b (a scale of 0: that operand as is). x is fp32 or bf16-stored
- * (x16), y fp32 or bf16 (y16): exactly one of each pair; a bf16 one makes it a bf16 GEMM
- * whatever the mode. */
+/* Scales the host computed (linear_fq_fwd / linear_fq_bwd take host floats), put into device
+ * memory in stream order by one tiny kernel, so one implementation serves both kinds of entry.
+ * The slot is reused by the next such call; the kernels reading it run before that call's
+ * write, as everything runs in order on osp_cuda_stream. */
+__global__ void put_scales_kernel(float *d, float sx, float sw, float sg) {
+    d[0] = sx;
+    d[1] = sw;
+    d[2] = sg;
+}
+static const float *host_scales(float sx, float sw, float sg) {
+    put_scales_kernel<<<1, 1, 0, osp_cuda_stream>>>(host_scale_slot, sx, sw, sg);
+    CUDA_LAUNCH_CHECK();
+    return host_scale_slot;
+}
+
+/* y = fq(x; *dsx) fq(W; *dsw)^T + b (a NULL scale: that operand as is; scales are device floats).
+ * x is fp32 or bf16-stored (x16), y fp32 or bf16 (y16): exactly one of each pair; a bf16 one makes
+ * it a bf16 GEMM whatever the mode. */
 static void linear_fwd_impl(gemm_mode mode, float *y, __nv_bfloat16 *y16, const float *x, const __nv_bfloat16 *x16,
-                            float sx, const float *W, float sw, const float *b, int64_t N, int I, int O, bool sat) {
+                            const float *dsx, const float *W, const float *dsw, const float *b, int64_t N, int I, int O,
+                            bool sat) {
     if (N <= 0 || O <= 0) return;
     OSP_CHECK((!y != !y16) && (!x != !x16), "linear_fwd: exactly one output and one input pointer");
     if (I <= 0) { /* degenerate: y = b (or 0) */
@@ -345,61 +400,62 @@ static void linear_fwd_impl(gemm_mode mode, float *y, __nv_bfloat16 *y16, const 
     }
     if (x16 || y16) mode = GEMM_BF16;
     /* y^T(O x N) = W^T... : A = W stored (I x O, ld I) transposed, B = x stored (I x N, ld I) */
-    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-    const void *Bm = operand_x(mode, x, x16, N * I, sx, sat);
+    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, dsw, sat);
+    const void *Bm = operand_x(mode, x, x16, N * I, dsx, sat);
     if (y16) gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, NULL);
     else gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, NULL);
 }
 
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O) {
-    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, 0.0f, W, 0.0f, b, N, I, O, false);
+    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, NULL, W, NULL, b, N, I, O, false);
 }
 
-/* Inside the impls a scale of 0 means "not quantised"; a real scale of 0 (amax = Inf) must still
- * give what fq gives, x * 0 / 0 = NaN, and a NaN scale does exactly that. */
-static inline float fq_scale_arg(float s) { return s == 0.0f ? NAN : s; }
-
+/* A scale of 0 (amax = Inf) is used as it is: fq gives x * 0 / 0 = NaN, as on the CPU. */
 void cuda_linear_fq_fwd(float *y, const float *x, float sx, const float *W, float sw, const float *b, int64_t N, int I,
                         int O, bool saturate) {
-    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+    if (N <= 0 || O <= 0) return;
+    const float *ds = host_scales(sx, sw, 0.0f);
+    linear_fwd_impl(gemm_mode_get(), y, NULL, x, NULL, ds, W, ds + 1, b, N, I, O, saturate);
 }
 
-/* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; sg) (a scale of 0: as is); x fp32
- * or bf16-stored (x16, exactly one; a bf16 x makes it a bf16 GEMM whatever the mode) */
-static void linear_bwd_impl(gemm_mode mode, float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                            const __nv_bfloat16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
-                            bool sat) {
+/* dx += g fq(W); dW += g^T fq(x); db += colsum(g), g = fq(dy; *dsg) (a NULL scale: as is; scales
+ * are device floats); x fp32 or bf16-stored (x16, exactly one; a bf16 x makes it a bf16 GEMM
+ * whatever the mode) */
+static void linear_bwd_impl(gemm_mode mode, float *dx, float *dW, float *db, const float *dy, const float *dsg,
+                            const float *x, const __nv_bfloat16 *x16, const float *dsx, const float *W,
+                            const float *dsw, int64_t N, int I, int O, bool sat) {
     if (N <= 0 || O <= 0) return;
     OSP_CHECK(!x != !x16, "linear_bwd: exactly one of x, x16");
     if (x16) mode = GEMM_BF16;
     if (I > 0 && (dx || dW)) {
-        const void *g = operand_prep(mode, SCRATCH_GEMM_DY, dy, N * O, sg, sat); /* once for both products */
+        const void *g = operand_prep(mode, SCRATCH_GEMM_DY, dy, N * O, dsg, sat); /* once for both products */
         /* dx^T(I x N) += W^T-as-stored (I x O, ld I) * dy^T (O x N, ld O) */
         if (dx) {
-            const void *Wo = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
+            const void *Wo = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, dsw, sat);
             gemm(mode, 0, 0, I, N, O, Wo, I, g, O, dx, 0, I, 1, NULL, NULL);
         }
         /* dW^T(I x O) += x^T (I x N, ld I) * dy (N x O) = op_T(dy^T stored O x N, ld O) */
         if (dW) {
-            const void *xo = operand_x(mode, x, x16, N * I, sx, sat);
+            const void *xo = operand_x(mode, x, x16, N * I, dsx, sat);
             gemm(mode, 0, 1, I, O, N, xo, I, g, O, dW, 0, I, 1, NULL, NULL);
         }
     }
     if (db) {
-        if (sg != 0.0f) cuda_colsum_fq_add(db, dy, N, O, sg, sat);
+        if (dsg) cuda_colsum_fq_add(db, dy, N, O, dsg, sat);
         else cuda_colsum_add(db, dy, N, O);
     }
 }
 
 void cuda_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W, int64_t N,
                      int I, int O) {
-    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, 0.0f, x, NULL, 0.0f, W, 0.0f, N, I, O, false);
+    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, NULL, x, NULL, NULL, W, NULL, N, I, O, false);
 }
 
 void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x, float sx,
                         const float *W, float sw, int64_t N, int I, int O, bool saturate) {
-    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, fq_scale_arg(sg), x, NULL, fq_scale_arg(sx), W, fq_scale_arg(sw),
-                    N, I, O, saturate);
+    if (N <= 0 || O <= 0) return;
+    const float *ds = host_scales(sx, sw, sg);
+    linear_bwd_impl(gemm_mode_get(), dx, dW, db, dy, ds + 2, x, NULL, ds, W, ds + 1, N, I, O, saturate);
 }
 
 /* ------------------------------------------------------------ bf16 activation storage */
@@ -409,25 +465,28 @@ void cuda_linear_fq_bwd(float *dx, float *dW, float *db, const float *dy, float 
 
 void cuda_linear16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W, const float *b,
                        int64_t N, int I, int O) {
-    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, 0.0f, W, 0.0f, b, N, I, O, false);
+    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, NULL, W, NULL, b, N, I, O,
+                    false);
 }
 void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
                        const float *W, int64_t N, int I, int O) {
-    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, 0.0f, x, (const __nv_bfloat16 *)x16, 0.0f, W, 0.0f, N, I, O, false);
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, NULL, x, (const __nv_bfloat16 *)x16, NULL, W, NULL, N, I, O, false);
 }
-void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
-                          float sw, const float *b, int64_t N, int I, int O, bool saturate) {
-    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, fq_scale_arg(sx), W,
-                    fq_scale_arg(sw), b, N, I, O, saturate);
+/* HiF8 over bf16 storage: the scales are device floats (ops.h), never read by the host */
+void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *dsx,
+                          const float *W, const float *dsw, const float *b, int64_t N, int I, int O, bool saturate) {
+    OSP_CHECK(dsx && dsw, "linear_fq16_fwd: both scales are needed (device floats)");
+    linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, dsx, W, dsw, b, N, I, O,
+                    saturate);
 }
-void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                          const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int I, int O,
-                          bool saturate) {
-    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, fq_scale_arg(sg), x, (const __nv_bfloat16 *)x16, fq_scale_arg(sx), W,
-                    fq_scale_arg(sw), N, I, O, saturate);
+void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, const float *dsg, const float *x,
+                          const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N, int I,
+                          int O, bool saturate) {
+    OSP_CHECK(dsg && dsx && dsw, "linear_fq16_bwd: all three scales are needed (device floats)");
+    linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, dsg, x, (const __nv_bfloat16 *)x16, dsx, W, dsw, N, I, O, saturate);
 }
 
-/* The FFN's first layer: pre = fq(x; sx) fq(W; sw)^T + b and y = gelu_tanh(pre), fp32 (x, y,
+/* The FFN's first layer: pre = fq(x; *dsx) fq(W; *dsw)^T + b and y = gelu_tanh(pre), fp32 (x, y,
  * pre) or all bf16 (x16, y16, pre16), in one GEMM (epilogue GELU_AUX[_BIAS]). Where cuBLASLt
  * offers no such algorithm the fp32 result (in pre, or in scratch for bf16) is finished by
  * gelu_split_kernel, so the numbers are those of the epilogue either way. */
@@ -440,13 +499,13 @@ __global__ void gelu_split_kernel(T *y, T *pre_out, const float *pre, int64_t n)
     }
 }
 static void linear_gelu_impl(gemm_mode mode, float *y, float *pre, __nv_bfloat16 *y16, __nv_bfloat16 *pre16,
-                             const float *x, const __nv_bfloat16 *x16, float sx, const float *W, float sw,
-                             const float *b, int64_t N, int I, int O, bool sat) {
+                             const float *x, const __nv_bfloat16 *x16, const float *dsx, const float *W,
+                             const float *dsw, const float *b, int64_t N, int I, int O, bool sat) {
     if (N <= 0 || O <= 0) return;
     OSP_CHECK(I > 0 && (!y16 == !x16) && (!y16 == !pre16) && (!y16 == !!y), "linear_gelu_fwd: bad arguments");
     if (x16) mode = GEMM_BF16;
-    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, sw, sat);
-    const void *Bm = operand_x(mode, x, x16, N * I, sx, sat);
+    const void *A = operand_prep(mode, SCRATCH_GEMM_W, W, (int64_t)O * I, dsw, sat);
+    const void *Bm = operand_x(mode, x, x16, N * I, dsx, sat);
     int rc = y16 ? gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y16, 1, O, 0, b, pre16)
                  : gemm(mode, 1, 0, O, N, I, A, I, Bm, I, y, 0, O, 0, b, pre);
     if (rc == 0) return;
@@ -461,17 +520,18 @@ static void linear_gelu_impl(gemm_mode mode, float *y, float *pre, __nv_bfloat16
 
 void cuda_linear_gelu_fwd(float *y, float *pre, const float *x, const float *W, const float *b, int64_t N, int I,
                           int O) {
-    linear_gelu_impl(gemm_mode_get(), y, pre, NULL, NULL, x, NULL, 0.0f, W, 0.0f, b, N, I, O, false);
+    linear_gelu_impl(gemm_mode_get(), y, pre, NULL, NULL, x, NULL, NULL, W, NULL, b, N, I, O, false);
 }
 void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b, int64_t N,
                             int I, int O) {
     linear_gelu_impl(GEMM_BF16, NULL, NULL, (__nv_bfloat16 *)y, (__nv_bfloat16 *)pre, NULL, (const __nv_bfloat16 *)x,
-                     0.0f, W, 0.0f, b, N, I, O, false);
+                     NULL, W, NULL, b, N, I, O, false);
 }
-void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
-                               const float *b, int64_t N, int I, int O, bool saturate) {
+void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
+                               const float *dsw, const float *b, int64_t N, int I, int O, bool saturate) {
+    OSP_CHECK(dsx && dsw, "linear_fq_gelu16_fwd: both scales are needed (device floats)");
     linear_gelu_impl(GEMM_BF16, NULL, NULL, (__nv_bfloat16 *)y, (__nv_bfloat16 *)pre, NULL, (const __nv_bfloat16 *)x,
-                     fq_scale_arg(sx), W, fq_scale_arg(sw), b, N, I, O, saturate);
+                     dsx, W, dsw, b, N, I, O, saturate);
 }
 
 /* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and OSP_ACT16 is not 0 */

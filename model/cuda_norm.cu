@@ -188,10 +188,12 @@ enum { RED_COLSUM = 0, RED_LN = 1, RED_RMS = 2, RED_GATE = 3, RED_COLSUM_FQ = 4 
 
 /* Pass 1. blockIdx.x = partial p = r * cps + k (row chunk k of token row r), blockIdx.y = 32-column strip.
  * RED_COLSUM: v1 = a.   RED_LN: v1 = a * xhat(b), v2 = a.   RED_RMS: v1 = a * b * rstd.   RED_GATE: v1 = a * b.
- * RED_COLSUM_FQ: v1 = HiF8 fake-quant of a with scale fq_s (the bias gradient of a quantised layer). */
+ * RED_COLSUM_FQ: v1 = HiF8 fake-quant of a with scale *fq_ds, a device float (the bias gradient of a
+ * quantised layer; the scale may have been computed on the device, so the host never reads it). */
 __global__ void colred_partial_kernel(float *part1, float *part2, int mode, const float *a, const float *bsrc,
-                                      const float *mean, const float *rstd, int64_t N, int D, int64_t cps, float fq_s,
-                                      int fq_sat) {
+                                      const float *mean, const float *rstd, int64_t N, int D, int64_t cps,
+                                      const float *fq_ds, int fq_sat) {
+    float fq_s = mode == RED_COLSUM_FQ ? *fq_ds : 0.0f;
     __shared__ float s1[RED_TY][33], s2[RED_TY][33];
     int64_t p = blockIdx.x;
     int64_t r = p / cps, k = p % cps;
@@ -250,8 +252,8 @@ __global__ void colred_final_kernel(float *out1, float *out2, const float *part1
 
 /* Runs both passes. out2 is only produced in RED_LN mode (the sum of a). */
 static void colred(float *out1, float *out2, int mode, const float *a, const float *bsrc, const float *mean,
-                   const float *rstd, int64_t R, int64_t N, int D, int B, int64_t stride, float fq_s = 0.0f,
-                   int fq_sat = 0) {
+                   const float *rstd, int64_t R, int64_t N, int D, int B, int64_t stride,
+                   const float *fq_ds = NULL, int fq_sat = 0) {
     if (R <= 0 || N <= 0 || D <= 0) return;
     int64_t cps = (N + RED_CHUNK - 1) / RED_CHUNK;
     int64_t np = R * cps;
@@ -260,8 +262,8 @@ static void colred(float *out1, float *out2, int mode, const float *a, const flo
     float *part1 = part, *part2 = two ? part + np * D : NULL;
     OSP_CHECK(np < (1LL << 31), "column reduction too large for one grid");
     dim3 grid((unsigned)np, (unsigned)((D + 31) / 32)), block(32, RED_TY);
-    colred_partial_kernel<<<grid, block, 0, osp_cuda_stream>>>(part1, part2, mode, a, bsrc, mean, rstd, N, D, cps, fq_s,
-                                                                     fq_sat);
+    colred_partial_kernel<<<grid, block, 0, osp_cuda_stream>>>(part1, part2, mode, a, bsrc, mean, rstd, N, D, cps,
+                                                                     fq_ds, fq_sat);
     CUDA_LAUNCH_CHECK();
     colred_final_kernel<<<osp_cuda_blocks((int64_t)B * D, 256), 256, 0, osp_cuda_stream>>>(
         out1, two ? out2 : NULL, part1, part2, R, cps, D, B, stride);
@@ -391,8 +393,8 @@ void cuda_colsum_add(float *out, const float *dy, int64_t N, int D) {
     colred(out, NULL, RED_COLSUM, dy, NULL, NULL, NULL, 1, N, D, 1, 0);
 }
 
-void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, float s, bool saturate) {
-    colred(out, NULL, RED_COLSUM_FQ, dy, NULL, NULL, NULL, 1, N, D, 1, 0, s, saturate);
+void cuda_colsum_fq_add(float *out, const float *dy, int64_t N, int D, const float *ds, bool saturate) {
+    colred(out, NULL, RED_COLSUM_FQ, dy, NULL, NULL, NULL, 1, N, D, 1, 0, ds, saturate);
 }
 
 /* ------------------------------------------------------------------ the launchers, fp32 / bf16 y */

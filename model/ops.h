@@ -149,6 +149,16 @@ typedef struct osp_backend {
     void (*ema)(float *e, const float *p, int64_t n, float decay); /* e = decay*e + (1-decay)*p */
     /* HiF8 fake quantisation: y = decode(encode(x*s))/s  (saturate as in quant/hif8.h) */
     void (*hif8_fq)(float *y, const float *x, int64_t n, float s, bool saturate);
+    /* Device-resident HiF8 scales (optional: NULL on the CPU; the CUDA backend's bf16 HiF8 entries
+     * below read their scales from device floats, so no quantised GEMM waits for the host).
+     * hif8_scale_dev: *ds = target / max(amax, 1e-8) with amax = max |x| of the fp32 (x) or
+     * bf16-stored (x16) tensor, exactly one non-NULL: fq_scaler_scale's current rule applied to
+     * fq_absmax (quant/fakequant.h), bit for bit, NaN propagating (a NaN anywhere gives the CPU's
+     * NaN scale), computed and written on the device in stream order with no host sync. n = 0
+     * gives target / 1e-8. hif8_scale_set: *ds = s in stream order, no sync (a scale the host
+     * computed, e.g. delayed scaling's). ds is a device float of the caller's (be->alloc). */
+    void (*hif8_scale_dev)(float *ds, const float *x, const osp_bf16 *x16, int64_t n, float target);
+    void (*hif8_scale_set)(float *ds, float s);
     /* number of non-finite values in x */
     int64_t (*count_nonfinite)(const float *x, int64_t n);
 
@@ -168,17 +178,24 @@ typedef struct osp_backend {
     void (*linear_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *W, const float *b,
                               int64_t N, int K, int O);
     void (*gelu16_bwd)(float *dx, const float *dy, const osp_bf16 *pre, int64_t n);
-    /* HiF8 fake-quantised linear (linear_fq_*) reading a bf16-stored x (and writing a bf16 y): the
-     * quantiser sees the stored bf16 values, and absmax16 gives their scale */
+    /* max |x| of a bf16-stored tensor, to the host (synchronises): fq_absmax of its float values,
+     * bit for bit (an integer max over the magnitude bits: NaN propagates, unlike absmax above,
+     * which is the twin of the CPU's comparison loop and skips NaNs) */
     float (*absmax16)(const osp_bf16 *x, int64_t n);
-    void (*linear_fq16_fwd)(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, float sx, const float *W,
-                            float sw, const float *b, int64_t N, int K, int O, bool saturate);
-    void (*linear_fq16_bwd)(float *dx, float *dW, float *db, const float *dy, float sg, const float *x,
-                            const osp_bf16 *x16, float sx, const float *W, float sw, int64_t N, int K, int O,
-                            bool saturate);
-    /* linear_gelu16_fwd on the fake-quantised operands fq(x; sx), fq(W; sw) */
-    void (*linear_fq_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, float sx, const float *W, float sw,
-                                 const float *b, int64_t N, int K, int O, bool saturate);
+    /* HiF8 fake-quantised linear (linear_fq_*) reading an fp32 or bf16-stored x (and writing an
+     * fp32 or bf16 y): the quantiser sees the stored values. The scales are DEVICE pointers (dsx for
+     * x, dsw for W, dsg for dy; each one device float, from hif8_scale_dev or hif8_scale_set), read
+     * by the kernels, never by the host: the call does not synchronise. Same numbers as
+     * linear_fq_fwd / linear_fq_bwd given those values as host floats; a scale of 0 (amax = Inf)
+     * gives NaN as fq does (x * 0 / 0), db included. */
+    void (*linear_fq16_fwd)(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *dsx,
+                            const float *W, const float *dsw, const float *b, int64_t N, int K, int O, bool saturate);
+    void (*linear_fq16_bwd)(float *dx, float *dW, float *db, const float *dy, const float *dsg, const float *x,
+                            const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N, int K,
+                            int O, bool saturate);
+    /* linear_gelu16_fwd on the fake-quantised operands fq(x; *dsx), fq(W; *dsw) (device scales) */
+    void (*linear_fq_gelu16_fwd)(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
+                                 const float *dsw, const float *b, int64_t N, int K, int O, bool saturate);
     /* ln_mod_fwd / layernorm_fwd / rmsnorm_fwd / qk_norm_rope_fwd writing y as bf16 (statistics fp32) */
     void (*ln_mod16_fwd)(osp_bf16 *y, float *mean, float *rstd, const float *x, const float *shift,
                          const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride, float eps);

@@ -6,7 +6,8 @@
  *
  * Reductions that return a number to the host (mse, sumsq, absmax, count_nonfinite) are
  * deterministic: a fixed grid (a function of n only) of block partials in double, summed
- * by one block in a fixed tree order. No float atomics anywhere in the backend.
+ * by one block in a fixed tree order. No float atomics anywhere in the backend: the HiF8
+ * amax (absmax16, hif8_scale_dev) is an integer max over bits, the same in any order.
  */
 #include "cuda_common.cuh"
 
@@ -330,12 +331,12 @@ __device__ double block_reduce_d(double v, double *sh, int op_max) {
 
 /* Pass 1: per-block partial in double (max for absmax, counts for nonfinite). For mse also
  * writes dpred = scale*2*(pred-target)/n when dpred != NULL. */
-__global__ void hred_partial_kernel(double *part, int op, const float *x, const __nv_bfloat16 *x16, const float *t,
-                                    float *dpred, int64_t n, float gscale) {
+__global__ void hred_partial_kernel(double *part, int op, const float *x, const float *t, float *dpred, int64_t n,
+                                    float gscale) {
     __shared__ double sh[RED_THREADS];
     double acc = 0;
     GRID_STRIDE(i, n) {
-        float v = x16 ? __bfloat162float(x16[i]) : x[i]; /* x16: absmax of a bf16-stored tensor */
+        float v = x[i];
         if (op == HRED_MSE) {
             double e = (double)v - t[i];
             acc += e * e;
@@ -361,13 +362,12 @@ __global__ void hred_final_kernel(double *out, const double *part, int nparts, i
     if (threadIdx.x == 0) *out = r;
 }
 
-static double host_reduce(int op, const float *x, const __nv_bfloat16 *x16, const float *t, float *dpred, int64_t n,
-                          float gscale) {
+static double host_reduce(int op, const float *x, const float *t, float *dpred, int64_t n, float gscale) {
     if (n <= 0) return 0.0;
     int nb = (int)((n + RED_THREADS * 4 - 1) / (RED_THREADS * 4)); /* depends on n only: deterministic */
     if (nb > RED_MAX_BLOCKS) nb = RED_MAX_BLOCKS;
     double *part = (double *)osp_cuda_scratch(SCRATCH_REDUCE2, sizeof(double) * (RED_MAX_BLOCKS + 1));
-    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_stream>>>(part + 1, op, x, x16, t, dpred, n, gscale);
+    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_stream>>>(part + 1, op, x, t, dpred, n, gscale);
     CUDA_LAUNCH_CHECK();
     hred_final_kernel<<<1, RED_THREADS, 0, osp_cuda_stream>>>(part, part + 1, nb, op);
     CUDA_LAUNCH_CHECK();
@@ -378,17 +378,123 @@ static double host_reduce(int op, const float *x, const __nv_bfloat16 *x16, cons
 
 static double cu_mse(float *dpred, const float *pred, const float *target, int64_t n, float scale) {
     if (n <= 0) return 0.0;
-    return host_reduce(HRED_MSE, pred, NULL, target, dpred, n, scale) / (double)n;
+    return host_reduce(HRED_MSE, pred, target, dpred, n, scale) / (double)n;
 }
-static double cu_sumsq(const float *x, int64_t n) { return host_reduce(HRED_SUMSQ, x, NULL, NULL, NULL, n, 0); }
+static double cu_sumsq(const float *x, int64_t n) { return host_reduce(HRED_SUMSQ, x, NULL, NULL, n, 0); }
 static float cu_absmax(const float *x, int64_t n) {
-    return (float)host_reduce(HRED_ABSMAX, x, NULL, NULL, NULL, n, 0);
-}
-static float cu_absmax16(const osp_bf16 *x, int64_t n) {
-    return (float)host_reduce(HRED_ABSMAX, NULL, (const __nv_bfloat16 *)x, NULL, NULL, n, 0);
+    return (float)host_reduce(HRED_ABSMAX, x, NULL, NULL, n, 0);
 }
 static int64_t cu_count_nonfinite(const float *x, int64_t n) {
-    return (int64_t)host_reduce(HRED_NONFINITE, x, NULL, NULL, NULL, n, 0);
+    return (int64_t)host_reduce(HRED_NONFINITE, x, NULL, NULL, n, 0);
+}
+
+/* ------------------------------------------------------------------ HiF8 amax and scales */
+
+/* max |x| as fq_absmax computes it (quant/fakequant.h): an unsigned max over the magnitude bits,
+ * exact, order independent (so atomics keep it deterministic) and NaN winning (NaN bits exceed
+ * Inf's). One pass, one launch: 16-byte loads (4 fp32 or 8 bf16) from the first 16-byte boundary
+ * on, the unaligned head and the tail one by one; each block folds into amax_state[0] with
+ * atomicMax and the last block to finish (a ticket in amax_state[1], as in CUDA's
+ * threadFenceReduction sample) writes the result, amax or hif8_scale_current_dev(amax), and
+ * resets the state for the next call. The state is shared by every call: they run in order on
+ * osp_cuda_stream. bf16 lanes are folded two per word by __vmaxu2 on their 15 magnitude bits,
+ * which are the top half of the fp32 magnitude bits. */
+#define AMAX_THREADS 256
+static unsigned *amax_state; /* [0] max bits, [1] ticket, [2] a float result for absmax16 */
+
+__device__ __forceinline__ uint32_t amax_fold(uint32_t m, uint32_t w, const float *) {
+    return max(m, w & 0x7FFFFFFFu);
+}
+__device__ __forceinline__ uint32_t amax_fold(uint32_t m, uint32_t w, const __nv_bfloat16 *) {
+    return __vmaxu2(m, w & 0x7FFF7FFFu); /* a lone element sits in the low lane (high half 0) */
+}
+__device__ __forceinline__ uint32_t amax_bits(const float *x) { return __float_as_uint(*x); }
+__device__ __forceinline__ uint32_t amax_bits(const __nv_bfloat16 *x) { return __bfloat16_as_ushort(*x); }
+__device__ __forceinline__ uint32_t amax_finish(uint32_t m, const float *) { return m; }
+__device__ __forceinline__ uint32_t amax_finish(uint32_t m, const __nv_bfloat16 *) {
+    return max(m & 0xFFFFu, m >> 16) << 16;
+}
+
+template <typename T, bool SCALE>
+__global__ void amax_kernel(float *out, unsigned *state, const T *x, int64_t n, int64_t head, float target) {
+    const int per = 16 / sizeof(T);
+    const T *tag = NULL;
+    int64_t tid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, nth = (int64_t)gridDim.x * blockDim.x;
+    int64_t nv = (n - head) / per, tail = head + nv * per;
+    const uint4 *v = (const uint4 *)(x + head);
+    uint32_t m = 0;
+    int64_t i = tid;
+    for (; i + 3 * nth < nv; i += 4 * nth) { /* four loads in flight per thread */
+        uint4 a = v[i], b = v[i + nth], c = v[i + 2 * nth], d = v[i + 3 * nth];
+        uint32_t ws[16] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w, c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w};
+#pragma unroll
+        for (int k = 0; k < 16; k++) m = amax_fold(m, ws[k], tag);
+    }
+    for (; i < nv; i += nth) {
+        uint4 a = v[i];
+        m = amax_fold(amax_fold(amax_fold(amax_fold(m, a.x, tag), a.y, tag), a.z, tag), a.w, tag);
+    }
+    if (tid < head) m = amax_fold(m, amax_bits(x + tid), tag);
+    if (tid < n - tail) m = amax_fold(m, amax_bits(x + tail + tid), tag);
+    m = __reduce_max_sync(0xFFFFFFFFu, amax_finish(m, tag));
+    __shared__ uint32_t warp_max[AMAX_THREADS / 32];
+    __shared__ bool last;
+    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < AMAX_THREADS / 32 ? warp_max[threadIdx.x] : 0u;
+        m = __reduce_max_sync(0xFFFFFFFFu, m);
+        if (threadIdx.x == 0) {
+            if (m) atomicMax(&state[0], m);
+            __threadfence(); /* this block's max is visible before its ticket */
+            last = atomicAdd(&state[1], 1u) == gridDim.x - 1;
+        }
+    }
+    __syncthreads();
+    if (last && threadIdx.x == 0) {
+        float a = __uint_as_float(atomicExch(&state[0], 0u));
+        atomicExch(&state[1], 0u);
+        *out = SCALE ? hif8_scale_current_dev(a, target) : a;
+    }
+}
+
+static unsigned *amax_state_get(void) {
+    if (!amax_state) amax_state = (unsigned *)cu_alloc(4 * sizeof(unsigned)); /* zeroed, in stream order */
+    return amax_state;
+}
+
+template <typename T, bool SCALE>
+static void amax_launch(float *out, const T *x, int64_t n, float target) {
+    unsigned *state = amax_state_get();
+    if (n < 0) n = 0;
+    int64_t head = (int64_t)((16 - (uintptr_t)x % 16) % 16 / sizeof(T)); /* elements before a 16-byte boundary */
+    if (head > n) head = n;
+    int64_t nv = (n - head) / (16 / (int64_t)sizeof(T));
+    int64_t nb = (nv + 4 * AMAX_THREADS - 1) / (4 * AMAX_THREADS), cap = 8 * (int64_t)osp_cuda_num_sms;
+    if (nb > cap) nb = cap;
+    if (nb < 1) nb = 1; /* n = 0 still writes its result */
+    amax_kernel<T, SCALE><<<(unsigned)nb, AMAX_THREADS, 0, osp_cuda_stream>>>(out, state, x, n, head, target);
+    CUDA_LAUNCH_CHECK();
+}
+
+static float cu_absmax16(const osp_bf16 *x, int64_t n) {
+    if (n <= 0) return 0.0f;
+    float *d = (float *)(amax_state_get() + 2), r = 0.0f;
+    amax_launch<__nv_bfloat16, false>(d, (const __nv_bfloat16 *)x, n, 0.0f);
+    cu_download(&r, d, sizeof r);
+    return r;
+}
+
+static void cu_hif8_scale_dev(float *ds, const float *x, const osp_bf16 *x16, int64_t n, float target) {
+    OSP_CHECK(!x != !x16, "hif8_scale_dev: exactly one of x, x16");
+    if (x16) amax_launch<__nv_bfloat16, true>(ds, (const __nv_bfloat16 *)x16, n, target);
+    else amax_launch<float, true>(ds, x, n, target);
+}
+
+__global__ void scale_set_kernel(float *ds, float s) { *ds = s; }
+static void cu_hif8_scale_set(float *ds, float s) {
+    scale_set_kernel<<<1, 1, 0, osp_cuda_stream>>>(ds, s);
+    CUDA_LAUNCH_CHECK();
 }
 
 /* ------------------------------------------------------------------ optimizer, quantization */
@@ -472,6 +578,8 @@ static void cuda_backend_fill(osp_backend *b) {
     b->adamw = cu_adamw;
     b->ema = cu_ema;
     b->hif8_fq = cu_hif8_fq;
+    b->hif8_scale_dev = cu_hif8_scale_dev;
+    b->hif8_scale_set = cu_hif8_scale_set;
     b->count_nonfinite = cu_count_nonfinite;
     b->act16_on = cuda_act16_enabled;
     b->linear16_fwd = cuda_linear16_fwd;

@@ -97,9 +97,13 @@ static act act_of(bool a16, float *buf) {
 }
 static act act_f32(float *buf) { return act_of(false, buf); }
 
+/* A quantised block with bf16 storage runs every quantised linear through qlinear_*16, also the
+ * text k / v whose input and k output are fp32: their scales then stay on the device (no host
+ * sync), and forward and backward agree on where the scales are (the backward of v reads an fp32
+ * x). Same numbers as the fp32 entry points: bf16 storage implies bf16 GEMM mode. */
 static void lin_fwd(wan_model *m, int blk, int site, act y, act x, const lin_p *w, int64_t N, int K, int O) {
     qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
-    if (block_quantised(m, blk) && (y.h || x.h)) {
+    if (block_quantised(m, blk) && block_act16(m, blk)) {
         qlinear_fwd16(m->be, &m->bq[blk].lin[site], &s, m->replay, y.f, y.h, x.f, x.h, w->w, w->b, N, K, O);
     } else if (block_quantised(m, blk)) {
         qlinear_fwd(m->be, &m->bq[blk].lin[site], &s, m->replay, y.f, x.f, w->w, w->b, N, K, O);
@@ -112,8 +116,8 @@ static void lin_fwd(wan_model *m, int blk, int site, act y, act x, const lin_p *
 
 static void lin_bwd(wan_model *m, int blk, int site, float *dx, const lin_p *gw, const float *dy, act x,
                     const lin_p *w, int64_t N, int K, int O) {
-    if (block_quantised(m, blk) && x.h) {
-        qlinear_bwd16(m->be, &m->bq[blk].lin[site], dx, gw->w, gw->b, dy, NULL, x.h, w->w, N, K, O);
+    if (block_quantised(m, blk) && block_act16(m, blk)) {
+        qlinear_bwd16(m->be, &m->bq[blk].lin[site], dx, gw->w, gw->b, dy, x.f, x.h, w->w, N, K, O);
     } else if (block_quantised(m, blk)) {
         qlinear_scratch s = {m->qx, m->qw, m->qg, &m->xc};
         qlinear_bwd(m->be, &m->bq[blk].lin[site], &s, dx, gw->w, gw->b, dy, x.f, w->w, N, K, O);
@@ -233,8 +237,9 @@ void wan_block_forward(wan_model *m, int i, const float *x, float *xout, const i
     if (block_quantised(m, i) && w.f2.h) { /* HiF8 operands, GELU still in the epilogue */
         qlinear *q = &m->bq[i].lin[SITE_F1];
         qlinear_scratch qs = {m->qx, m->qw, m->qg, &m->xc};
-        qlinear_scales16(be, q, &qs, m->replay, NULL, w.h2.h, p->f1.w, M, D, F);
-        be->linear_fq_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, q->sx, p->f1.w, q->sw, p->f1.b, M, D, F, q->saturate);
+        qlinear_scales16(be, q, &qs, m->replay, NULL, w.h2.h, p->f1.w, M, D, F); /* device scales, q->ds */
+        be->linear_fq_gelu16_fwd(w.f2.h, w.f1.h, w.h2.h, q->ds + QLINEAR_DSX, p->f1.w, q->ds + QLINEAR_DSW, p->f1.b, M,
+                                 D, F, q->saturate);
     } else if (block_quantised(m, i)) {
         lin_fwd(m, i, SITE_F1, w.f1, w.h2, &p->f1, M, D, F);
         be->gelu_fwd(a->f2, a->f1, M * F);

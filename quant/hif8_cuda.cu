@@ -95,10 +95,10 @@ extern "C" void hif8_decode_cuda(float *d_dst, const uint8_t *d_src, size_t n, c
 
 /* ---- fake quantization; the scale comes either by value or from a device amax ---- */
 
-/* scale = target / max(amax, 1e-8) with NaN propagated: fq_scaler_scale's current rule. */
+/* scale = target / max(amax, 1e-8) with NaN propagated: fq_scaler_scale's current rule, bit for bit
+ * (hif8_scale_current_dev) */
 __device__ __forceinline__ float hif8_scale_from_amax(float amax, float target) {
-    float a = amax != amax ? amax : (amax > 1e-8f ? amax : 1e-8f);
-    return hif8_div_rn(target, a);
+    return hif8_scale_current_dev(amax, target);
 }
 
 __global__ void hif8_fq_kernel(float *y, const float *x, size_t n, float scale, const float *d_amax, float target,

@@ -136,6 +136,21 @@ __device__ __forceinline__ float hif8_div_rn(float a, float b) {
     return r;
 }
 
+/* The current-scaling rule of fq_scaler_scale (quant/fakequant.c) on the device:
+ * s = target / max(amax, FQ_AMAX_FLOOR) in IEEE fp32, bit for bit, so a scale computed next to
+ * the GEMM that uses it (no host round trip) is the one the host would compute. The max is taken
+ * on the bits (a non-negative float orders like its bits; a negative amax, which fq_absmax never
+ * gives, counts as below the floor) because --use_fast_math flushes subnormals in float
+ * compares. A NaN amax gives the CPU's NaN, 0x7FC00000 (target / NAN there), not the device's
+ * canonical 0x7FFFFFFF. An Inf amax gives 0, and fq(x; 0) = x * 0 / 0 = NaN, as on the CPU. */
+__device__ __forceinline__ float hif8_scale_current_dev(float amax, float target) {
+    const uint32_t floor_bits = 0x322BCC77u; /* FQ_AMAX_FLOOR = 1e-8f */
+    uint32_t u = __float_as_uint(amax);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return __uint_as_float(0x7FC00000u);
+    uint32_t a = (u >> 31) || u < floor_bits ? floor_bits : u;
+    return hif8_div_rn(target, __uint_as_float(a));
+}
+
 /* One element of fake quantization: (hif8_round(x * s)) / s, as fq_apply on the CPU. With the
  * bit-mask rounding above this runs at memory bandwidth on an H200 (about 3.9 TB/s read+write,
  * same as a copy); a division-free variant with a per-block table of RN(m / s) was slower. */

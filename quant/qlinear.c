@@ -10,6 +10,8 @@ void qlinear_init(qlinear *q, float fwd_target, float grad_target, bool delayed,
     fq_scaler_init(&q->w, fwd_target, delayed, history, saturate);
     fq_scaler_init(&q->g, grad_target, delayed, history, saturate);
     q->sx = q->sw = 1.0f;
+    q->ds = NULL;
+    q->ds_be = NULL;
     q->saturate = saturate;
 }
 
@@ -17,6 +19,9 @@ void qlinear_free(qlinear *q) {
     fq_scaler_free(&q->x);
     fq_scaler_free(&q->w);
     fq_scaler_free(&q->g);
+    if (q->ds) q->ds_be->free(q->ds);
+    q->ds = NULL;
+    q->ds_be = NULL;
 }
 
 float qtensor(const osp_backend *be, fq_scaler *sc, float *dst, const float *x, int64_t n, bool saturate) {
@@ -29,24 +34,33 @@ void qlinear_xcache_reset(qlinear_xcache *xc) {
     if (xc) *xc = (qlinear_xcache){0};
 }
 
+/* the cache, emptied first when it describes another input than (src, n); NULL: no cache */
+static qlinear_xcache *xc_for(const qlinear_scratch *s, const void *src, int64_t n) {
+    qlinear_xcache *c = s ? s->xc : NULL;
+    if (c && (c->src != src || c->n != n)) *c = (qlinear_xcache){.src = src, .n = n};
+    return c;
+}
+
 /* amax of the input (fp32 x or bf16-stored x16), from the cache when this input's was just taken */
 static float x_amax(const osp_backend *be, const qlinear_scratch *s, const float *x, const osp_bf16 *x16, int64_t n) {
-    qlinear_xcache *c = s->xc;
     const void *src = x16 ? (const void *)x16 : (const void *)x;
-    if (c && c->has_amax && c->src == src && c->n == n) return c->amax;
+    qlinear_xcache *c = xc_for(s, src, n);
+    if (c && c->has_amax) return c->amax;
     float a = x16 ? be->absmax16(x16, n) : be->absmax(x, n);
-    if (c) *c = (qlinear_xcache){.src = src, .n = n, .amax = a, .has_amax = true};
+    if (c) {
+        c->amax = a;
+        c->has_amax = true;
+    }
     return a;
 }
 
 /* s->qx = fq(x; scale), skipped when it already holds exactly that */
 static void x_quant(const osp_backend *be, const qlinear_scratch *s, const float *x, int64_t n, float scale,
                     bool saturate) {
-    qlinear_xcache *c = s->xc;
-    if (c && c->has_q && c->src == x && c->n == n && c->scale == scale) return;
+    qlinear_xcache *c = xc_for(s, x, n);
+    if (c && c->has_q && c->scale == scale) return;
     be->hif8_fq(s->qx, x, n, scale, saturate);
     if (!c) return;
-    if (c->src != x || c->n != n) *c = (qlinear_xcache){.src = x, .n = n};
     c->scale = scale;
     c->has_q = true;
 }
@@ -86,23 +100,74 @@ void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, fl
     be->linear_bwd(dx, dW, db, s->qg, s->qx, s->qw, N, K, O);
 }
 
+/* ------------------------------------------------------------ bf16 storage: device scales */
+
+/* q->ds, allocated on the backend the first time */
+static float *dev_scales(const osp_backend *be, qlinear *q) {
+    if (!q->ds) {
+        OSP_CHECK(be->hif8_scale_dev && be->hif8_scale_set, "qlinear *16: the backend has no device-resident scales");
+        q->ds = be->alloc(sizeof(float) * QLINEAR_NDS);
+        q->ds_be = be;
+    }
+    OSP_CHECK(q->ds_be == be, "qlinear *16: device scales allocated by another backend");
+    return q->ds;
+}
+
+/* *ds = the current scale of the input, computed on the device; layers reading the same input
+ * (the x cache) copy the first one's device float instead of reducing the input again */
+static void x_scale_dev(const osp_backend *be, const qlinear_scratch *s, const float *x, const osp_bf16 *x16,
+                        int64_t n, float target, float *ds) {
+    const void *src = x16 ? (const void *)x16 : (const void *)x;
+    qlinear_xcache *c = xc_for(s, src, n);
+    if (c && c->has_dscale && c->dtarget == target) {
+        be->copy(ds, c->dscale, sizeof(float)); /* device to device, in stream order */
+        return;
+    }
+    be->hif8_scale_dev(ds, x, x16, n, target);
+    if (!c) return;
+    c->dscale = ds;
+    c->dtarget = target;
+    c->has_dscale = true;
+}
+
 void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, const float *x,
                       const osp_bf16 *x16, const float *W, int64_t N, int K, int O) {
-    if (replay) return;
-    q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
-    q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
+    if (replay) { /* recomputation: the forward's device scales are still in q->ds */
+        OSP_CHECK(q->ds, "qlinear_scales16: replay before any forward");
+        return;
+    }
+    float *ds = dev_scales(be, q);
+    /* delayed scaling: the history needs the amax on the host (a sync), the scale goes to the device */
+    if (q->x.delayed) {
+        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
+        be->hif8_scale_set(ds + QLINEAR_DSX, q->sx);
+    } else {
+        x_scale_dev(be, s, x, x16, N * K, q->x.target, ds + QLINEAR_DSX);
+    }
+    if (q->w.delayed) {
+        q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
+        be->hif8_scale_set(ds + QLINEAR_DSW, q->sw);
+    } else {
+        be->hif8_scale_dev(ds + QLINEAR_DSW, W, NULL, (int64_t)O * K, q->w.target);
+    }
 }
 
 void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
                    const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O) {
     OSP_CHECK(be->linear_fq16_fwd, "qlinear_fwd16: the backend has no bf16 activation storage");
     qlinear_scales16(be, q, s, replay, x, x16, W, N, K, O);
-    be->linear_fq16_fwd(y, y16, x, x16, q->sx, W, q->sw, b, N, K, O, q->saturate);
+    be->linear_fq16_fwd(y, y16, x, x16, q->ds + QLINEAR_DSX, W, q->ds + QLINEAR_DSW, b, N, K, O, q->saturate);
 }
 
 void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, float *db, const float *dy, const float *x,
                    const osp_bf16 *x16, const float *W, int64_t N, int K, int O) {
     OSP_CHECK(be->linear_fq16_bwd, "qlinear_bwd16: the backend has no bf16 activation storage");
-    float sg = fq_scaler_scale(&q->g, be->absmax(dy, N * O));
-    be->linear_fq16_bwd(dx, dW, db, dy, sg, x, x16, q->sx, W, q->sw, N, K, O, q->saturate);
+    OSP_CHECK(q->ds, "qlinear_bwd16: the layer's forward did not run through qlinear_fwd16 / qlinear_scales16");
+    float *ds = q->ds;
+    if (q->g.delayed)
+        be->hif8_scale_set(ds + QLINEAR_DSG, fq_scaler_scale(&q->g, be->absmax(dy, N * O)));
+    else
+        be->hif8_scale_dev(ds + QLINEAR_DSG, dy, NULL, N * O, q->g.target);
+    be->linear_fq16_bwd(dx, dW, db, dy, ds + QLINEAR_DSG, x, x16, ds + QLINEAR_DSX, W, ds + QLINEAR_DSW, N, K, O,
+                        q->saturate);
 }

@@ -8,6 +8,13 @@
  * the forward used, so the layer costs no extra activation memory. Scales come from
  * fq_scaler (current or delayed); in replay mode (activation recomputation) the saved
  * forward scales are reused so delayed-scaling histories advance once per step.
+ *
+ * Where the scales live: qlinear_fwd / qlinear_bwd (fp32 activations, any backend) compute them
+ * on the host (one absmax download per tensor) and keep the forward's in sx, sw. The *16
+ * functions (bf16 activation storage, CUDA) keep them in device floats (ds[QLINEAR_DS*]) that
+ * the quantised GEMMs read: current scaling computes them there (be->hif8_scale_dev, no host
+ * sync at all); delayed scaling computes them on the host from the history as before (the absmax
+ * still synchronises, the history needs its value) and writes them with be->hif8_scale_set.
  */
 #ifndef OSP_QLINEAR_H
 #define OSP_QLINEAR_H
@@ -18,21 +25,33 @@
 #include "model/ops.h"
 #include "quant/fakequant.h"
 
+enum { QLINEAR_DSX, QLINEAR_DSW, QLINEAR_DSG, QLINEAR_NDS }; /* the device scales in qlinear.ds */
+
 typedef struct {
     fq_scaler x, w, g;
-    float sx, sw;   /* scales of the last forward */
+    /* host scales of the last forward: the fp32 path's, and the *16 path's with delayed scaling;
+     * with current scaling the *16 path leaves them untouched (its scales exist only on the device) */
+    float sx, sw;
+    float *ds;                /* [QLINEAR_NDS] device floats of the *16 path: sx, sw of the last forward
+                               * (replay reuses them), sg of the last backward; NULL until first used */
+    const osp_backend *ds_be; /* the backend that allocated ds (qlinear_free returns it there) */
     bool saturate;
 } qlinear;
 
 /* What the x scratch holds, so layers that read the same input (q, k, v of one attention;
- * k, v of the text) quantise it once: amax of (src, n), and qx = fq(src; scale). Valid while
- * src's contents do not change: the owner resets it whenever they may (Wan: at the start of
- * each block's forward and backward, since recomputation reuses activation buffers). */
+ * k, v of the text) quantise it once: amax of (src, n), and qx = fq(src; scale); on the *16 path
+ * with current scaling, the device float dscale holding the scale of (src, n) for target dtarget
+ * (a layer's ds[QLINEAR_DSX]: the next layer copies it on the device instead of reducing src
+ * again). Valid while src's contents (and that layer's ds) do not change: the owner resets it
+ * whenever they may (Wan: at the start of each block's forward and backward, since recomputation
+ * reuses activation buffers). */
 typedef struct {
     const void *src; /* fp32 or bf16-stored input (never both at one address) */
     int64_t n;
     float amax, scale;
-    bool has_amax, has_q;
+    const float *dscale; /* device */
+    float dtarget;
+    bool has_amax, has_q, has_dscale;
 } qlinear_xcache;
 
 typedef struct {
@@ -41,18 +60,23 @@ typedef struct {
 } qlinear_scratch;
 
 void qlinear_init(qlinear *q, float fwd_target, float grad_target, bool delayed, int history, bool saturate);
+/* frees the scalers and the device scales (with the backend that allocated them) */
 void qlinear_free(qlinear *q);
 void qlinear_fwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, const float *x,
                  const float *W, const float *b, int64_t N, int K, int O);
 void qlinear_bwd(const osp_backend *be, qlinear *q, const qlinear_scratch *s, float *dx, float *dW, float *db,
                  const float *dy, const float *x, const float *W, int64_t N, int K, int O);
 /* The same over bf16 activation storage (ops.h): x fp32 or bf16-stored (x16), y fp32 or bf16
- * (y16), exactly one of each pair; needs be->linear_fq16_* (the quantiser reads the stored bf16
- * values and absmax16 gives their scale). */
+ * (y16), exactly one of each pair; needs be->linear_fq16_* and be->hif8_scale_* (the quantiser
+ * reads the stored values; the scales are device floats, q->ds, allocated with be->alloc on first
+ * use). A layer's forward and backward must both go through the *16 functions (the backward reads
+ * the forward's device scales); with current scaling nothing here waits for the device (after
+ * the first call, whose be->alloc may). */
 void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
                    const float *x, const osp_bf16 *x16, const float *W, const float *b, int64_t N, int K, int O);
-/* Just the forward's scales (q->sx, q->sw; kept as they are in replay), for a caller that runs
- * the quantised GEMM itself (the HiF8 FFN's GELU epilogue: be->linear_fq_gelu16_fwd). */
+/* Just the forward's scales, into q->ds[QLINEAR_DSX], q->ds[QLINEAR_DSW] (kept as they are in
+ * replay), for a caller that runs the quantised GEMM itself (the HiF8 FFN's GELU epilogue:
+ * be->linear_fq_gelu16_fwd(..., q->ds + QLINEAR_DSX, W, q->ds + QLINEAR_DSW, ...)). */
 void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, const float *x,
                       const osp_bf16 *x16, const float *W, int64_t N, int K, int O);
 void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, float *db, const float *dy, const float *x,

@@ -389,14 +389,16 @@ typedef struct {
     const lin_shape *s;
     bool bwd;
     float *x, *W, *bias, *dy, *qx, *qw, *qg, *y, *dx, *dW, *db;
+    float *ds; /* device scales x, W, dy (backends with hif8_scale_dev) */
 } fq_arg;
 
 /* scale as the current-scaling recipe computes it: target / amax (hif8.md §9) */
 static float fq_scale(float amax) { return 15.0f / (amax > 1e-8f ? amax : 1e-8f); }
 
-/* t[0]: what runs before the GEMM (absmax for the scales, and where the backend has no fused
- * path the fake-quant copies); t[1]: the GEMM on quantised operands (be->linear_fq_* where offered:
- * it quantises while preparing its operands); t[2]: the same GEMM unquantised. */
+/* t[0]: what runs before the GEMM (the scales: on the device where the backend keeps them there,
+ * else absmax to the host; where the backend has no fused path, the fake-quant copies); t[1]: the
+ * GEMM on quantised operands (be->linear_fq16_* with device scales, or be->linear_fq_*: they
+ * quantise while preparing their operands); t[2]: the same GEMM unquantised. */
 static void fq_run(void *p, double *t) {
     fq_arg *a = p;
     const osp_backend *be = a->b->be;
@@ -405,6 +407,26 @@ static void fq_run(void *p, double *t) {
     bool fused = be->linear_fq_fwd && be->linear_fq_bwd;
     float sx = 7.0f, sw = 90.0f, sg = 0;
     double t0 = bench_tick(a->b);
+    if (a->ds) { /* the training path: scales computed and read on the device, no host sync */
+        if (!a->bwd) {
+            be->hif8_scale_dev(a->ds, a->x, NULL, nx, 15.0f);
+            be->hif8_scale_dev(a->ds + 1, a->W, NULL, nw, 15.0f);
+        } else {
+            be->hif8_scale_dev(a->ds + 2, a->dy, NULL, ny, 224.0f);
+        }
+        double t1 = bench_tick(a->b);
+        if (!a->bwd)
+            be->linear_fq16_fwd(a->y, NULL, a->x, NULL, a->ds, a->W, a->ds + 1, a->bias, s->N, s->K, s->O, false);
+        else
+            be->linear_fq16_bwd(a->dx, a->dW, a->db, a->dy, a->ds + 2, a->x, NULL, a->ds, a->W, a->ds + 1, s->N,
+                                s->K, s->O, false);
+        double t2 = bench_tick(a->b);
+        if (!a->bwd) be->linear_fwd(a->y, a->x, a->W, a->bias, s->N, s->K, s->O);
+        else be->linear_bwd(a->dx, a->dW, a->db, a->dy, a->x, a->W, s->N, s->K, s->O);
+        double t3 = bench_tick(a->b);
+        t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+        return;
+    }
     if (!a->bwd) {
         sx = fq_scale(be->absmax(a->x, nx));
         sw = fq_scale(be->absmax(a->W, nw));
@@ -442,8 +464,9 @@ void bench_hif8(bench_ctx *b) {
     char title[256];
     snprintf(title, sizeof title,
              "hif8: quantised GEMM (%s) vs the plain GEMM (%s, %lld tokens); bwd = dx + dW + db",
-             be->linear_fq_fwd ? "absmax, then be->linear_fq_* quantising its operands"
-                               : "absmax + be->hif8_fq copies, then the GEMM",
+             be->hif8_scale_dev ? "device scales, then be->linear_fq16_* quantising its operands"
+             : be->linear_fq_fwd ? "absmax, then be->linear_fq_* quantising its operands"
+                                 : "absmax + be->hif8_fq copies, then the GEMM",
              m.name, (long long)bench_model_tokens(&m));
     bench_title(title);
     printf("%-9s %-5s %10s %10s %10s %10s\n", "linear", "pass", "pre ms", "q-gemm ms", "gemm ms", "overhead");
@@ -452,7 +475,8 @@ void bench_hif8(bench_ctx *b) {
     for (int i = 0; i < ns; i++) {
         const lin_shape *s = &sh[i];
         int64_t nx = s->N * s->K, nw = (int64_t)s->O * s->K, ny = s->N * s->O;
-        fq_arg a = {b, s, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        fq_arg a = {b, s, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        if (be->hif8_scale_dev && be->linear_fq16_fwd && be->linear_fq16_bwd) a.ds = be->alloc(3 * sizeof(float));
         a.x = bench_rand(b, nx, 2.0f);
         a.W = bench_rand(b, nw, 1.0f / sqrtf((float)s->K));
         a.bias = bench_rand(b, s->O, 0.1f);
@@ -480,6 +504,7 @@ void bench_hif8(bench_ctx *b) {
         }
         float *bufs[] = {a.x, a.W, a.bias, a.dy, a.qx, a.qw, a.qg, a.y, a.dx, a.dW, a.db};
         for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) be->free(bufs[k]);
+        if (a.ds) be->free(a.ds);
     }
     printf("per block (6 x q/k/v/o-shaped + ffn.0 + ffn.2): fwd overhead %.1f%%, bwd overhead %.1f%%\n",
            100 * blk_q[0] / blk_g[0], 100 * blk_q[1] / blk_g[1]);
