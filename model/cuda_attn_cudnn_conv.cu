@@ -46,9 +46,15 @@ static __global__ void cdn_to_bf16_masked_kernel(bf16 *dst, const float *src, co
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = kvalid[i / HD] ? __float2bfloat16(src[i]) : __float2bfloat16(0.0f);
 }
-static __global__ void cdn_zero_masked_kernel(bf16 *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        if (!kvalid[i / HD]) x[i] = __float2bfloat16(0.0f);
+/* one warp per token row: only masked rows are written, so the cost follows the padding, not the
+ * tensor (a Skiparse layout is mostly valid) */
+static __global__ void cdn_zero_masked_kernel(bf16 *x, const uint8_t *kvalid, int64_t HD, int64_t rows) {
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t j = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; j < rows; j += warps) {
+        if (kvalid[j]) continue;
+        for (int64_t c = lane; c < HD; c += 32) x[j * HD + c] = __float2bfloat16(0.0f);
+    }
 }
 static __global__ void cdn_add_masked_kernel(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -84,22 +90,29 @@ static __global__ void cdn_count_masked_kernel(float *nmask, int *len, int *flag
 }
 /* o ([R, Nq, H*d], fp32, or bf16 and possibly ob itself) = o_cudnn / (1 - x) with x from the
  * uncorrected lse [R, H, Nq]; with len, queries t >= len[r] (padding cuDNN skipped, their o
- * unwritten) get 0. In place (o == ob) a row without masked keys needs no store at all. */
+ * unwritten) get 0. One warp per query row: in place (o == ob), a row without masked keys needs
+ * no pass at all, so the common case (Skiparse: padding only in the tail) costs next to nothing. */
 template <typename T>
 static __global__ void cdn_fix_o_kernel(T *o, const bf16 *ob, const float *lse, const float *nmask, const int *len,
-                                        int64_t Nq, int H, int d, int64_t n) {
+                                        int64_t Nq, int H, int d, int64_t rows) {
     const bool inplace = (const void *)o == (const void *)ob;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t row = i / ((int64_t)H * d), r = row / Nq, t = row % Nq;
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5), HD = (int64_t)H * d;
+    for (int64_t row = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; row < rows; row += warps) {
+        int64_t r = row / Nq, t = row % Nq;
+        T *orow = o + row * HD;
+        const bf16 *brow = ob + row * HD;
         if (len && t >= len[r]) {
-            val_store(&o[i], 0.0f);
+            for (int64_t c = lane; c < HD; c += 32) val_store(&orow[c], 0.0f);
             continue;
         }
         float nm = nmask[r];
         if (nm == 0.0f && inplace) continue;
-        int h = (int)((i / d) % H);
-        float x = nm == 0.0f ? 0.0f : nm * expf(-lse[(r * H + h) * Nq + t]);
-        val_store(&o[i], __bfloat162float(ob[i]) / (1.0f - fminf(x, CDN_X_MAX)));
+        for (int64_t c = lane; c < HD; c += 32) {
+            int h = (int)(c / d);
+            float x = nm == 0.0f ? 0.0f : nm * expf(-lse[(r * H + h) * Nq + t]);
+            val_store(&orow[c], __bfloat162float(brow[c]) / (1.0f - fminf(x, CDN_X_MAX)));
+        }
     }
 }
 /* lse += log(1 - x); flag rows with x > CDN_X_MAX, among the valid queries only when qvalid is given
@@ -127,7 +140,8 @@ void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int6
 }
 void cdn_zero_masked(uint16_t *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!kvalid || n <= 0) return;
-    cdn_zero_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>((bf16 *)x, kvalid, HD, n);
+    const int64_t rows = n / HD;
+    cdn_zero_masked_kernel<<<osp_cuda_blocks(32 * rows, 256), 256, 0, osp_cuda_stream>>>((bf16 *)x, kvalid, HD, rows);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
@@ -158,9 +172,10 @@ void cdn_count_masked(float *nmask, int *len, int *flag, const uint8_t *kvalid, 
 
 void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const int *len, const uint8_t *qvalid,
                     int *flag, int64_t R, int64_t Nq, int H, int d) {
-    const int64_t no = R * Nq * H * d, nl = R * H * Nq;
-    if (o) cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, len, Nq, H, d, no);
-    else cdn_fix_o_kernel<<<osp_cuda_blocks(no, 256), 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, len, Nq, H, d, no);
+    const int64_t rows = R * Nq, nl = R * H * Nq;
+    const unsigned nb = osp_cuda_blocks(32 * rows, 256);
+    if (o) cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, len, Nq, H, d, rows);
+    else cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, len, Nq, H, d, rows);
     CUDA_LAUNCH_CHECK();
     cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, len, qvalid, flag, Nq, H, nl);
     CUDA_LAUNCH_CHECK();

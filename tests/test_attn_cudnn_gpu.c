@@ -64,14 +64,16 @@ static void check(const char *what, const char *shape, double err) {
     tu_check(name, err, TOL);
 }
 
-/* A key mask [R, Nk] with about `frac` of the keys masked (never all of a row), or NULL; the
- * host copy goes to *host (caller frees) when host is not NULL. */
+/* A key mask [R, Nk] with about `frac` of the keys masked (never all of a row: a key near the end
+ * is kept, so a row's span up to its last valid key is about the whole row and the masked keys
+ * inside it go through the zero-and-correct path), or NULL; the host copy goes to *host (caller
+ * frees) when host is not NULL. */
 static uint8_t *mask_make(int64_t R, int64_t Nk, double frac, uint8_t **host) {
     if (frac <= 0) return NULL;
     uint8_t *h = tu_calloc((size_t)(R * Nk), 1);
     for (int64_t r = 0; r < R; r++) {
         for (int64_t j = 0; j < Nk; j++) h[r * Nk + j] = tu_uniform(&rng) >= frac;
-        h[r * Nk + (r % Nk)] = 1;
+        h[r * Nk + Nk - 1 - (r % Nk)] = 1;
     }
     uint8_t *dm = G->alloc((size_t)(R * Nk));
     G->upload(dm, h, (size_t)(R * Nk));
@@ -272,8 +274,9 @@ static void test_padding_queries(void) {
         G->free(mask);
 }
 
-/* Most keys masked: the masked keys would carry most of cuDNN's softmax sum, so the direct call
- * declines (-1) and the backend's hooked call (OSP_ATTN_IMPL=auto) gives osp's masked result. */
+/* Most keys masked, the last ones valid (so no length can cut them): the zeroed keys would carry
+ * most of cuDNN's softmax sum, so the direct call declines (-1) and the backend's hooked call
+ * (OSP_ATTN_IMPL=auto) gives osp's masked result. */
 static void test_heavy_mask(void) {
     const int64_t R = 2, N = 512, n = R * N * 2 * 64, nl = R * 2 * N;
     float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, n, 1.0), *hv = tu_randn(&rng, n, 1.0);
