@@ -93,13 +93,14 @@ static struct {
     int64_t calls_pad; /* forward calls served with per-row lengths */
 } cdn;
 
+/* a 0/1 environment switch (unset or empty: dflt), read once per caller */
+static int cdn_env_bool(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? strcmp(e, "0") != 0 : dflt;
+}
 static int cdn_verbose(void) {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("OSP_CUDNN_VERBOSE");
-        v = e && *e && strcmp(e, "0") != 0;
-    }
-    return v;
+    return v < 0 ? (v = cdn_env_bool("OSP_CUDNN_VERBOSE", 0)) : v;
 }
 
 static void cdn_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -606,14 +607,10 @@ static size_t cdn_round(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* ------------------------------------------------------------------ entry points */
 
-/* OSP_CUDNN_PAD=0 turns the padding-mask forward off (A/B comparisons); read once */
+/* OSP_CUDNN_PAD=0 turns the padding-mask forward off (A/B comparisons) */
 static int cdn_pad_enabled(void) {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("OSP_CUDNN_PAD");
-        v = !(e && !strcmp(e, "0"));
-    }
-    return v;
+    return v < 0 ? (v = cdn_env_bool("OSP_CUDNN_PAD", 1)) : v;
 }
 
 /* The shapes cuDNN's flash engines take here; the hooks route only d = 64 and 128. */
@@ -779,10 +776,7 @@ extern "C" int attn_cudnn_enabled(void) { return cdn_mode() != 0; }
 /* The backward too, unless OSP_DETERMINISTIC=1 (set by `osp train` for train.deterministic):
  * cuDNN's dQ is accumulated with atomics, so bit-exact resume needs osp's own backward. The
  * forward has no atomics and stays on cuDNN; its lse means what osp's backward expects. */
-extern "C" int attn_cudnn_bwd_enabled(void) {
-    const char *e = getenv("OSP_DETERMINISTIC");
-    return attn_cudnn_enabled() && !(e && *e && strcmp(e, "0"));
-}
+extern "C" int attn_cudnn_bwd_enabled(void) { return attn_cudnn_enabled() && !cdn_env_bool("OSP_DETERMINISTIC", 0); }
 
 extern "C" void attn_cudnn_declined(const char *what, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
     if (cdn_mode() != 2) return;
