@@ -46,9 +46,10 @@
  *   OSP_ATTN_IMPL     = auto   (default) cuDNN where it serves the call, osp's kernels otherwise
  *                     | cudnn  stop with a message when cuDNN declines a call it should serve
  *                     | osp    never cuDNN
- *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else "libcudnn.so.9" through the loader
- *                     path, else the pip wheel (nvidia-cudnn-cu13/-cu12: site-packages/nvidia/
- *                     cudnn/lib) of a python next to each $PATH entry, of ~/.local or of /usr.
+ *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else the newest (cudnnGetVersion) of
+ *                     "libcudnn.so.9" through the loader path and the pip wheels (nvidia-cudnn-
+ *                     cu13/-cu12: site-packages/nvidia/cudnn/lib) of a python next to each $PATH
+ *                     entry, of ~/.local or of /usr.
  *   OSP_CUDNN_PAD     = 0: no padding mask in the forward (every padded key computed, zeroed and
  *                     corrected for, as the backward does), for A/B comparisons; read once
  *   OSP_DETERMINISTIC = 1: the backward runs osp's kernels (bit-reproducible; `osp train` sets it
@@ -61,11 +62,10 @@
 #include "cuda_attn_cudnn.h"
 #include "cuda_attn_cudnn_api.cuh"
 #include "cuda_attn_cudnn_conv.cuh"
+#include "cuda_attn_cudnn_lib.cuh"
 
 #include <dlfcn.h>
-#include <glob.h>
 #include <link.h>
-#include <stdarg.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ the library */
@@ -93,27 +93,6 @@ static struct {
     int64_t calls_pad; /* forward calls served with per-row lengths */
 } cdn;
 
-/* a 0/1 environment switch (unset or empty: dflt), read once per caller */
-static int cdn_env_bool(const char *name, int dflt) {
-    const char *e = getenv(name);
-    return e && *e ? strcmp(e, "0") != 0 : dflt;
-}
-static int cdn_verbose(void) {
-    static int v = -1;
-    return v < 0 ? (v = cdn_env_bool("OSP_CUDNN_VERBOSE", 0)) : v;
-}
-
-static void cdn_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void cdn_note(const char *fmt, ...) {
-    if (!cdn_verbose()) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("osp: cudnn: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* Record (and under OSP_CUDNN_VERBOSE print) a failed call: which, status, cuDNN's last error. */
 static void cdn_fail(const char *what, int st) {
     char last[384] = "";
@@ -122,50 +101,6 @@ static void cdn_fail(const char *what, int st) {
     const char *s = cdn.GetErrorString ? cdn.GetErrorString(st) : NULL;
     snprintf(cdn.why, sizeof cdn.why, "%s: %s (%d)%s%s", what, s ? s : "status", st, *last ? " | " : "", last);
     cdn_note("FAILED %s", cdn.why);
-}
-
-static void *cdn_open(const char *path) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    const char *e = h ? NULL : dlerror();
-    cdn_note("dlopen(%s): %s", path, h ? "ok" : e ? e : "failed");
-    return h;
-}
-
-/* The first library matching a glob pattern (the pip wheels' site-packages/nvidia/cudnn/lib). */
-static void *cdn_open_glob(const char *pattern) {
-    glob_t g;
-    void *h = NULL;
-    if (glob(pattern, 0, NULL, &g) == 0)
-        for (size_t i = 0; i < g.gl_pathc && !h; i++) h = cdn_open(g.gl_pathv[i]);
-    globfree(&g);
-    return h;
-}
-
-static void *cdn_search(void) {
-    const char *wheel = "lib/python3*/*-packages/nvidia/cudnn/lib/libcudnn.so.9";
-    char pat[1200];
-    void *h = NULL;
-    const char *env = getenv("OSP_CUDNN_LIB");
-    if (env && *env && (h = cdn_open(env))) return h;
-    if ((h = cdn_open("libcudnn.so.9"))) return h;
-    /* a python environment next to each PATH entry (a venv's bin/ -> its lib/python3.x/...) */
-    const char *path = getenv("PATH");
-    while (path && *path && !h) {
-        size_t n = strcspn(path, ":");
-        if (n > 0 && n < 900) {
-            snprintf(pat, sizeof pat, "%.*s/../%s", (int)n, path, wheel);
-            h = cdn_open_glob(pat);
-        }
-        path += n + (path[n] == ':');
-    }
-    const char *home = getenv("HOME");
-    if (!h && home && strlen(home) < 900) {
-        snprintf(pat, sizeof pat, "%s/.local/%s", home, wheel);
-        h = cdn_open_glob(pat);
-    }
-    if (!h) h = cdn_open_glob("/usr/local/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
-    if (!h) h = cdn_open_glob("/usr/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
-    return h;
 }
 
 /* Load libcudnn once, resolve the functions, create the handle. 1 when usable. */
