@@ -46,10 +46,9 @@
  *   OSP_ATTN_IMPL     = auto   (default) cuDNN where it serves the call, osp's kernels otherwise
  *                     | cudnn  stop with a message when cuDNN declines a call it should serve
  *                     | osp    never cuDNN
- *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else the newest (cudnnGetVersion) of
- *                     "libcudnn.so.9" through the loader path and the pip wheels (nvidia-cudnn-
- *                     cu13/-cu12: site-packages/nvidia/cudnn/lib) of a python next to each $PATH
- *                     entry, of ~/.local or of /usr.
+ *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else "libcudnn.so.9" through the loader
+ *                     path, else the pip wheel (nvidia-cudnn-cu13/-cu12: site-packages/nvidia/
+ *                     cudnn/lib) of a python next to each $PATH entry, of ~/.local or of /usr.
  *   OSP_CUDNN_PAD     = 0: no padding mask in the forward (every padded key computed, zeroed and
  *                     corrected for, as the backward does), for A/B comparisons; read once
  *   OSP_DETERMINISTIC = 1: the backward runs osp's kernels (bit-reproducible; `osp train` sets it

@@ -39,61 +39,42 @@ static void *cdn_open(const char *path) {
     return h;
 }
 
-/* Keep the newer of two opened libraries (cudnnGetVersion; nothing else of it has run, so the
- * loser is closed before it loads any of its sub-libraries). */
-static void *cdn_newer(void *best, size_t *best_ver, void *h) {
-    if (!h) return best;
-    size_t (*ver)(void) = (size_t(*)(void))dlsym(h, "cudnnGetVersion");
-    size_t v = ver ? ver() : 0;
-    cdn_note("  candidate version %zu", v);
-    if (best && v <= *best_ver) {
-        dlclose(h); /* the same file opened twice is one handle: this drops the second reference */
-        return best;
-    }
-    if (best) dlclose(best);
-    *best_ver = v;
+/* The first library matching a glob pattern (the pip wheels' site-packages/nvidia/cudnn/lib). */
+static void *cdn_open_glob(const char *pattern) {
+    glob_t g;
+    void *h = NULL;
+    if (glob(pattern, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc && !h; i++) h = cdn_open(g.gl_pathv[i]);
+    globfree(&g);
     return h;
 }
 
-/* Every library matching a glob pattern (the pip wheels' site-packages/nvidia/cudnn/lib), the
- * newest kept in *best. */
-static void *cdn_open_glob(void *best, size_t *best_ver, const char *pattern) {
-    glob_t g;
-    if (glob(pattern, 0, NULL, &g) == 0)
-        for (size_t i = 0; i < g.gl_pathc; i++) best = cdn_newer(best, best_ver, cdn_open(g.gl_pathv[i]));
-    globfree(&g);
-    return best;
-}
-
-/* $OSP_CUDNN_LIB when set; else the newest of libcudnn.so.9 on the loader path and the pip wheels
- * (a python environment next to each $PATH entry, ~/.local, /usr/local, /usr). Newest because
- * features differ within 9.x (the SDPA forward takes sequence lengths in 9.19, not in 9.14), and
- * a PyTorch environment often brings a newer cuDNN than the system's. */
+/* $OSP_CUDNN_LIB when set; else libcudnn.so.9 through the loader path, else the pip wheel of a
+ * python environment next to a $PATH entry, of ~/.local, /usr/local or /usr: the first found.
+ * (Features differ within 9.x: the SDPA forward takes sequence lengths in 9.19, not in 9.14; a
+ * machine with an older system cuDNN and a newer PyTorch wheel wants OSP_CUDNN_LIB.) */
 void *cdn_search(void) {
     const char *wheel = "lib/python3*/*-packages/nvidia/cudnn/lib/libcudnn.so.9";
     char pat[1200];
+    void *h = NULL;
     const char *env = getenv("OSP_CUDNN_LIB");
-    if (env && *env) {
-        void *h = cdn_open(env);
-        if (h) return h;
-    }
-    size_t ver = 0;
-    void *h = cdn_newer(NULL, &ver, cdn_open("libcudnn.so.9"));
+    if (env && *env && (h = cdn_open(env))) return h;
+    if ((h = cdn_open("libcudnn.so.9"))) return h;
     const char *path = getenv("PATH");
-    while (path && *path) {
+    while (path && *path && !h) {
         size_t n = strcspn(path, ":");
         if (n > 0 && n < 900) {
             snprintf(pat, sizeof pat, "%.*s/../%s", (int)n, path, wheel);
-            h = cdn_open_glob(h, &ver, pat);
+            h = cdn_open_glob(pat);
         }
         path += n + (path[n] == ':');
     }
     const char *home = getenv("HOME");
-    if (home && strlen(home) < 900) {
+    if (!h && home && strlen(home) < 900) {
         snprintf(pat, sizeof pat, "%s/.local/%s", home, wheel);
-        h = cdn_open_glob(h, &ver, pat);
+        h = cdn_open_glob(pat);
     }
-    h = cdn_open_glob(h, &ver, "/usr/local/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
-    h = cdn_open_glob(h, &ver, "/usr/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
+    if (!h) h = cdn_open_glob("/usr/local/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
+    if (!h) h = cdn_open_glob("/usr/lib/python3*/dist-packages/nvidia/cudnn/lib/libcudnn.so.9");
     return h;
 }
