@@ -3,8 +3,9 @@
 #   1. install the carried .debs (.deps/*.deb: libyaml/jansson are missing there) and Python
 #      wheels (.whl/*.whl, e.g. diffusers, into /tmp/site on PYTHONPATH);
 #   2. configure and build osp with CUDA (Release, sm_90) into build-gpu/;
-#   3. run the GPU-labelled tests (ctest -L gpu -V: test_ops_gpu, test_hif8_gpu, test_wan_gpu,
-#      test_train_gpu, test_attn_cudnn_gpu, test_ref_diffusers_gpu), then test_train_resume
+#   3. run the GPU-labelled tests (ctest -L gpu -V: test_ops_gpu, test_attn_gpu, test_hif8_gpu,
+#      test_wan_gpu, test_act16_gpu, test_train_gpu, test_attn_cudnn_gpu, test_ref_diffusers_gpu),
+#      then test_train_resume
 #      with OSP_TEST_DEVICE=cuda (bit-exact resume on the GPU);
 #   4. `osp bench --device cuda --json $OUT/bench_osp.json` (a failure is logged, not fatal);
 #   5. scripts/bench_torch.py --json $OUT/bench_torch.json (PyTorch SDPA backends and the

@@ -1,0 +1,115 @@
+/*
+ * gpu_twin.h — helpers of the GPU-vs-CPU op tests (test_ops_gpu.c, test_attn_gpu.c): a seeded
+ * splitmix64 RNG, tensors living on both backends with identical contents (pair), NaN-poisoned
+ * outputs, ||gpu - cpu|| / ||cpu|| in double, and a pass/fail table with one line per check.
+ * Each test program is one translation unit: the static state below is its own. The including
+ * file sets C (CPU backend) and G (CUDA backend) before using any of it.
+ */
+#ifndef OSP_TESTS_GPU_TWIN_H
+#define OSP_TESTS_GPU_TWIN_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+
+static const osp_backend *C, *G;
+static int nfail, nchecks;
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+
+static inline uint64_t rnd_u64(void) { /* splitmix64 */
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static inline float rnd_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((rnd_u64() >> 40) * 0x1.0p-24);
+}
+
+/* a tensor living on both backends with identical contents */
+typedef struct {
+    float *c, *g;
+    size_t n;
+} pair;
+
+static inline pair pair_new(size_t n) {
+    pair p = {osp_malloc(n * sizeof(float)), G->alloc(n * sizeof(float)), n};
+    return p;
+}
+static inline pair pair_rand(size_t n, float lo, float hi) {
+    pair p = pair_new(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = rnd_uniform(lo, hi);
+    G->upload(p.g, p.c, n * sizeof(float));
+    return p;
+}
+static inline pair pair_poison(size_t n) { /* outputs: NaN on both, so unwritten elements show */
+    pair p = pair_new(n);
+    for (size_t i = 0; i < n; i++) p.c[i] = NAN;
+    G->upload(p.g, p.c, n * sizeof(float));
+    return p;
+}
+static inline void pair_free(pair *p) {
+    free(p->c);
+    G->free(p->g);
+    p->c = p->g = NULL;
+}
+static inline void *dev_bytes(const void *h, size_t bytes) {
+    void *d = G->alloc(bytes);
+    G->upload(d, h, bytes);
+    return d;
+}
+
+/* ||a - b|| / ||b|| in double; inf when any element is NaN or when an infinity differs */
+static inline double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+        if (isinf(a[i]) || isinf(b[i])) {
+            if (a[i] != b[i]) return INFINITY;
+            continue;
+        }
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static inline void report(const char *op, const char *shape, double err, double tol) {
+    bool ok = err <= tol;
+    nchecks++;
+    if (!ok) nfail++;
+    printf("%-30s %-28s %10.2e %8.0e  %s\n", op, shape, err, tol, ok ? "ok" : "FAIL");
+    fflush(stdout);
+}
+
+/* download the GPU side and compare with the CPU side */
+static inline void check(const char *op, const char *shape, pair p, double tol) {
+    float *h = osp_malloc(p.n * sizeof(float));
+    G->download(h, p.g, p.n * sizeof(float));
+    report(op, shape, rel_err(h, p.c, p.n), tol);
+    free(h);
+}
+
+static inline void check_scalar(const char *op, const char *shape, double gpu, double cpu, double tol) {
+    double err = fabs(gpu - cpu) / (fabs(cpu) > 0 ? fabs(cpu) : 1.0);
+    if (isnan(gpu) || isnan(cpu)) err = INFINITY;
+    report(op, shape, err, tol);
+}
+
+/* bit-identical repeat of a GPU result */
+static inline void check_same(const char *op, const char *shape, const float *g1, const float *g2, size_t n) {
+    float *a = osp_malloc(n * sizeof(float)), *b = osp_malloc(n * sizeof(float));
+    G->download(a, g1, n * sizeof(float));
+    G->download(b, g2, n * sizeof(float));
+    report(op, shape, memcmp(a, b, n * sizeof(float)) ? 1.0 : 0.0, 0.0);
+    free(a);
+    free(b);
+}
+
+#endif
