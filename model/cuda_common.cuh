@@ -150,6 +150,8 @@ void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const
 void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
                                const float *dsw, const float *b, int64_t N, int I, int O, bool saturate);
 int cuda_act16_enabled(void); /* OSP_CUDA_GEMM is bf16 (the default) and OSP_ACT16 is not 0 */
+/* d[0..n) = a, b, c (n <= 3) in stream order, no sync: host-computed scales put where kernels read them */
+void cuda_put_floats(float *d, int n, float a, float b, float c);
 
 /* cuda_norm.cu (norms, gated residual and the deterministic column reductions) */
 void cuda_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,

@@ -369,18 +369,22 @@ static const void *operand_x(gemm_mode mode, const float *x, const __nv_bfloat16
     return d;
 }
 
-/* Scales the host computed (linear_fq_fwd / linear_fq_bwd take host floats), put into device
- * memory in stream order by one tiny kernel, so one implementation serves both kinds of entry.
- * The slot is reused by the next such call; the kernels reading it run before that call's
- * write, as everything runs in order on osp_cuda_stream. */
-__global__ void put_scales_kernel(float *d, float sx, float sw, float sg) {
-    d[0] = sx;
-    d[1] = sw;
-    d[2] = sg;
+__global__ void put_floats_kernel(float *d, int n, float a, float b, float c) {
+    d[0] = a;
+    if (n > 1) d[1] = b;
+    if (n > 2) d[2] = c;
 }
-static const float *host_scales(float sx, float sw, float sg) {
-    put_scales_kernel<<<1, 1, 0, osp_cuda_stream>>>(host_scale_slot, sx, sw, sg);
+void cuda_put_floats(float *d, int n, float a, float b, float c) {
+    put_floats_kernel<<<1, 1, 0, osp_cuda_stream>>>(d, n, a, b, c);
     CUDA_LAUNCH_CHECK();
+}
+
+/* Scales the host computed (linear_fq_fwd / linear_fq_bwd take host floats), put into device
+ * memory in stream order, so one implementation serves both kinds of entry. The slot is reused
+ * by the next such call; the kernels reading it run before that call's write, as everything
+ * runs in order on osp_cuda_stream. */
+static const float *host_scales(float sx, float sw, float sg) {
+    cuda_put_floats(host_scale_slot, 3, sx, sw, sg);
     return host_scale_slot;
 }
 

@@ -6,8 +6,9 @@
  *
  * Conventions (all backends):
  *  - Tensors are float32 arrays in the backend's memory (host for CPU, device for CUDA),
- *    row-major; only the optional "bf16 activation storage" ops also take osp_bf16 arrays. "Token rows" are [R, N, D] = R rows (samples, or subsequence-major
- *    rows s*B+b inside the sparse region) of N tokens of width D.
+ *    row-major; only the optional "bf16 activation storage" ops also take osp_bf16 arrays.
+ *    "Token rows" are [R, N, D] = R rows (samples, or subsequence-major rows s*B+b inside the
+ *    sparse region) of N tokens of width D.
  *  - Per-sample vectors (modulation shift/scale/gate) are addressed as
  *    base + (r % B) * stride: the sample of token row r is r % B. This serves both the
  *    raster layout (R = B) and the Skiparse layout (R = P*P*B) without copies.

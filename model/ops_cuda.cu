@@ -491,11 +491,7 @@ static void cu_hif8_scale_dev(float *ds, const float *x, const osp_bf16 *x16, in
     else amax_launch<float, true>(ds, x, n, target);
 }
 
-__global__ void scale_set_kernel(float *ds, float s) { *ds = s; }
-static void cu_hif8_scale_set(float *ds, float s) {
-    scale_set_kernel<<<1, 1, 0, osp_cuda_stream>>>(ds, s);
-    CUDA_LAUNCH_CHECK();
-}
+static void cu_hif8_scale_set(float *ds, float s) { cuda_put_floats(ds, 1, s, 0.0f, 0.0f); }
 
 /* ------------------------------------------------------------------ optimizer, quantization */
 

@@ -95,15 +95,9 @@ extern "C" void hif8_decode_cuda(float *d_dst, const uint8_t *d_src, size_t n, c
 
 /* ---- fake quantization; the scale comes either by value or from a device amax ---- */
 
-/* scale = target / max(amax, 1e-8) with NaN propagated: fq_scaler_scale's current rule, bit for bit
- * (hif8_scale_current_dev) */
-__device__ __forceinline__ float hif8_scale_from_amax(float amax, float target) {
-    return hif8_scale_current_dev(amax, target);
-}
-
 __global__ void hif8_fq_kernel(float *y, const float *x, size_t n, float scale, const float *d_amax, float target,
                                float *d_scale_out, bool sat) {
-    float s = d_amax ? hif8_scale_from_amax(*d_amax, target) : scale;
+    float s = d_amax ? hif8_scale_current_dev(*d_amax, target) : scale;
     if (d_scale_out && blockIdx.x == 0 && threadIdx.x == 0) *d_scale_out = s;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = hif8_fq_dev(x[i], s, sat);
@@ -111,7 +105,7 @@ __global__ void hif8_fq_kernel(float *y, const float *x, size_t n, float scale, 
 
 __global__ void hif8_fq4_kernel(float4 *y, const float4 *x, size_t n4, float scale, const float *d_amax, float target,
                                 float *d_scale_out, bool sat) {
-    float s = d_amax ? hif8_scale_from_amax(*d_amax, target) : scale;
+    float s = d_amax ? hif8_scale_current_dev(*d_amax, target) : scale;
     if (d_scale_out && blockIdx.x == 0 && threadIdx.x == 0) *d_scale_out = s;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += stride) {

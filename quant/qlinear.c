@@ -114,7 +114,7 @@ static float *dev_scales(const osp_backend *be, qlinear *q) {
 }
 
 /* *ds = the current scale of the input, computed on the device; layers reading the same input
- * (the x cache) copy the first one's device float instead of reducing the input again */
+ * (the x cache s; NULL: none) copy the first one's device float instead of reducing it again */
 static void x_scale_dev(const osp_backend *be, const qlinear_scratch *s, const float *x, const osp_bf16 *x16,
                         int64_t n, float target, float *ds) {
     const void *src = x16 ? (const void *)x16 : (const void *)x;
@@ -130,6 +130,20 @@ static void x_scale_dev(const osp_backend *be, const qlinear_scratch *s, const f
     c->has_dscale = true;
 }
 
+/* *ds = sc's scale of the tensor (fp32 x or bf16-stored x16; s: the x cache, or NULL). Current
+ * scaling computes it on the device; delayed scaling on the host, since its history needs the amax
+ * there (a sync), and writes it to the device (also to *host when given). */
+static void scale_dev(const osp_backend *be, fq_scaler *sc, float *host, float *ds, const qlinear_scratch *s,
+                      const float *x, const osp_bf16 *x16, int64_t n) {
+    if (!sc->delayed) {
+        x_scale_dev(be, s, x, x16, n, sc->target, ds);
+        return;
+    }
+    float v = fq_scaler_scale(sc, x_amax(be, s, x, x16, n));
+    if (host) *host = v;
+    be->hif8_scale_set(ds, v);
+}
+
 void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, const float *x,
                       const osp_bf16 *x16, const float *W, int64_t N, int K, int O) {
     if (replay) { /* recomputation: the forward's device scales are still in q->ds */
@@ -137,19 +151,8 @@ void qlinear_scales16(const osp_backend *be, qlinear *q, const qlinear_scratch *
         return;
     }
     float *ds = dev_scales(be, q);
-    /* delayed scaling: the history needs the amax on the host (a sync), the scale goes to the device */
-    if (q->x.delayed) {
-        q->sx = fq_scaler_scale(&q->x, x_amax(be, s, x, x16, N * K));
-        be->hif8_scale_set(ds + QLINEAR_DSX, q->sx);
-    } else {
-        x_scale_dev(be, s, x, x16, N * K, q->x.target, ds + QLINEAR_DSX);
-    }
-    if (q->w.delayed) {
-        q->sw = fq_scaler_scale(&q->w, be->absmax(W, (int64_t)O * K));
-        be->hif8_scale_set(ds + QLINEAR_DSW, q->sw);
-    } else {
-        be->hif8_scale_dev(ds + QLINEAR_DSW, W, NULL, (int64_t)O * K, q->w.target);
-    }
+    scale_dev(be, &q->x, &q->sx, ds + QLINEAR_DSX, s, x, x16, N * K);
+    scale_dev(be, &q->w, &q->sw, ds + QLINEAR_DSW, NULL, W, NULL, (int64_t)O * K);
 }
 
 void qlinear_fwd16(const osp_backend *be, qlinear *q, const qlinear_scratch *s, bool replay, float *y, osp_bf16 *y16,
@@ -164,10 +167,7 @@ void qlinear_bwd16(const osp_backend *be, qlinear *q, float *dx, float *dW, floa
     OSP_CHECK(be->linear_fq16_bwd, "qlinear_bwd16: the backend has no bf16 activation storage");
     OSP_CHECK(q->ds, "qlinear_bwd16: the layer's forward did not run through qlinear_fwd16 / qlinear_scales16");
     float *ds = q->ds;
-    if (q->g.delayed)
-        be->hif8_scale_set(ds + QLINEAR_DSG, fq_scaler_scale(&q->g, be->absmax(dy, N * O)));
-    else
-        be->hif8_scale_dev(ds + QLINEAR_DSG, dy, NULL, N * O, q->g.target);
+    scale_dev(be, &q->g, NULL, ds + QLINEAR_DSG, NULL, dy, NULL, N * O);
     be->linear_fq16_bwd(dx, dW, db, dy, ds + QLINEAR_DSG, x, x16, ds + QLINEAR_DSX, W, ds + QLINEAR_DSW, N, K, O,
                         q->saturate);
 }
