@@ -395,18 +395,13 @@ typedef struct {
 /* scale as the current-scaling recipe computes it: target / amax (hif8.md §9) */
 static float fq_scale(float amax) { return 15.0f / (amax > 1e-8f ? amax : 1e-8f); }
 
-/* t[0]: what runs before the GEMM (the scales: on the device where the backend keeps them there,
- * else absmax to the host; where the backend has no fused path, the fake-quant copies); t[1]: the
- * GEMM on quantised operands (be->linear_fq16_* with device scales, or be->linear_fq_*: they
- * quantise while preparing their operands); t[2]: the same GEMM unquantised. */
-static void fq_run(void *p, double *t) {
-    fq_arg *a = p;
+/* What runs before the quantised GEMM: the scales (on the device where the backend keeps them
+ * there, else absmax to the host; then, without a fused path, the fake-quant copies). */
+static void fq_prep(fq_arg *a, float sc[3]) {
     const osp_backend *be = a->b->be;
     const lin_shape *s = a->s;
     int64_t nx = s->N * s->K, nw = (int64_t)s->O * s->K, ny = s->N * s->O;
     bool fused = be->linear_fq_fwd && be->linear_fq_bwd;
-    float sx = 7.0f, sw = 90.0f, sg = 0;
-    double t0 = bench_tick(a->b);
     if (a->ds) { /* the training path: scales computed and read on the device, no host sync */
         if (!a->bwd) {
             be->hif8_scale_dev(a->ds, a->x, NULL, nx, 15.0f);
@@ -414,39 +409,51 @@ static void fq_run(void *p, double *t) {
         } else {
             be->hif8_scale_dev(a->ds + 2, a->dy, NULL, ny, 224.0f);
         }
-        double t1 = bench_tick(a->b);
-        if (!a->bwd)
-            be->linear_fq16_fwd(a->y, NULL, a->x, NULL, a->ds, a->W, a->ds + 1, a->bias, s->N, s->K, s->O, false);
-        else
-            be->linear_fq16_bwd(a->dx, a->dW, a->db, a->dy, a->ds + 2, a->x, NULL, a->ds, a->W, a->ds + 1, s->N,
-                                s->K, s->O, false);
-        double t2 = bench_tick(a->b);
-        if (!a->bwd) be->linear_fwd(a->y, a->x, a->W, a->bias, s->N, s->K, s->O);
-        else be->linear_bwd(a->dx, a->dW, a->db, a->dy, a->x, a->W, s->N, s->K, s->O);
-        double t3 = bench_tick(a->b);
-        t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
-        return;
-    }
-    if (!a->bwd) {
-        sx = fq_scale(be->absmax(a->x, nx));
-        sw = fq_scale(be->absmax(a->W, nw));
-        if (!fused) be->hif8_fq(a->qx, a->x, nx, sx, false), be->hif8_fq(a->qw, a->W, nw, sw, false);
+    } else if (!a->bwd) {
+        sc[0] = fq_scale(be->absmax(a->x, nx));
+        sc[1] = fq_scale(be->absmax(a->W, nw));
+        if (!fused) be->hif8_fq(a->qx, a->x, nx, sc[0], false), be->hif8_fq(a->qw, a->W, nw, sc[1], false);
     } else { /* the backward re-rounds x, W with the forward's scales and rounds dY */
-        sg = fq_scale(be->absmax(a->dy, ny));
+        sc[2] = fq_scale(be->absmax(a->dy, ny));
         if (!fused) {
-            be->hif8_fq(a->qx, a->x, nx, sx, false);
-            be->hif8_fq(a->qw, a->W, nw, sw, false);
-            be->hif8_fq(a->qg, a->dy, ny, sg, false);
+            be->hif8_fq(a->qx, a->x, nx, sc[0], false);
+            be->hif8_fq(a->qw, a->W, nw, sc[1], false);
+            be->hif8_fq(a->qg, a->dy, ny, sc[2], false);
         }
     }
-    double t1 = bench_tick(a->b);
+}
+
+/* The GEMM on quantised operands: be->linear_fq16_* with device scales, be->linear_fq_* (both
+ * quantise while preparing their operands), or the plain GEMM on the fake-quant copies. */
+static void fq_gemm(fq_arg *a, const float sc[3]) {
+    const osp_backend *be = a->b->be;
+    const lin_shape *s = a->s;
+    bool fused = be->linear_fq_fwd && be->linear_fq_bwd;
     if (!a->bwd) {
-        if (fused) be->linear_fq_fwd(a->y, a->x, sx, a->W, sw, a->bias, s->N, s->K, s->O, false);
+        if (a->ds)
+            be->linear_fq16_fwd(a->y, NULL, a->x, NULL, a->ds, a->W, a->ds + 1, a->bias, s->N, s->K, s->O, false);
+        else if (fused) be->linear_fq_fwd(a->y, a->x, sc[0], a->W, sc[1], a->bias, s->N, s->K, s->O, false);
         else be->linear_fwd(a->y, a->qx, a->qw, a->bias, s->N, s->K, s->O);
     } else {
-        if (fused) be->linear_fq_bwd(a->dx, a->dW, a->db, a->dy, sg, a->x, sx, a->W, sw, s->N, s->K, s->O, false);
+        if (a->ds)
+            be->linear_fq16_bwd(a->dx, a->dW, a->db, a->dy, a->ds + 2, a->x, NULL, a->ds, a->W, a->ds + 1, s->N, s->K,
+                                s->O, false);
+        else if (fused)
+            be->linear_fq_bwd(a->dx, a->dW, a->db, a->dy, sc[2], a->x, sc[0], a->W, sc[1], s->N, s->K, s->O, false);
         else be->linear_bwd(a->dx, a->dW, a->db, a->qg, a->qx, a->qw, s->N, s->K, s->O);
     }
+}
+
+/* t[0]: fq_prep; t[1]: fq_gemm; t[2]: the same GEMM unquantised. */
+static void fq_run(void *p, double *t) {
+    fq_arg *a = p;
+    const osp_backend *be = a->b->be;
+    const lin_shape *s = a->s;
+    float sc[3] = {7.0f, 90.0f, 0.0f}; /* the backward's x, W scales: fixed values stand in for the forward's */
+    double t0 = bench_tick(a->b);
+    fq_prep(a, sc);
+    double t1 = bench_tick(a->b);
+    fq_gemm(a, sc);
     double t2 = bench_tick(a->b);
     if (!a->bwd) be->linear_fwd(a->y, a->x, a->W, a->bias, s->N, s->K, s->O);
     else be->linear_bwd(a->dx, a->dW, a->db, a->dy, a->x, a->W, s->N, s->K, s->O);
