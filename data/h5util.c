@@ -594,6 +594,9 @@ int h5w_attr_str(h5_writer *w, const char *obj, const char *name, const char *va
 int h5w_attr_i64(h5_writer *w, const char *obj, const char *name, int64_t value) {
     return wattr(w, obj, name, H5T_NATIVE_INT64, &value);
 }
+int h5w_attr_f64(h5_writer *w, const char *obj, const char *name, double value) {
+    return wattr(w, obj, name, H5T_NATIVE_DOUBLE, &value);
+}
 
 void h5w_abort(h5_writer *w) {
     if (!w) return;

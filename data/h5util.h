@@ -100,6 +100,7 @@ int h5w_f32_rows(h5_writer *w, const char *dset, int64_t row0, int64_t nrows, co
 /* String attribute / int64 attribute on an object ("/" = root) that already exists. */
 int h5w_attr_str(h5_writer *w, const char *obj, const char *name, const char *value);
 int h5w_attr_i64(h5_writer *w, const char *obj, const char *name, int64_t value);
+int h5w_attr_f64(h5_writer *w, const char *obj, const char *name, double value);
 /* First error so far, "" if none. */
 const char *h5w_error(const h5_writer *w);
 /* Close, fsync, rename temp -> final, fsync the directory; on any error (including

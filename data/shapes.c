@@ -168,12 +168,23 @@ static int inside(int shape, double X, double Y, double px, double py, double sz
     return fabs(X - cx) <= 0.5 * (Y - py);
 }
 
-void shapes_render(float *video, int color, int shape, int dir, int frames, int size, uint64_t seed) {
-    const int S = size, T = frames, SS = 4;
+static double shape_side(int S) {
     double sz = floor(0.34 * S + 0.5);
-    if (sz < 3) sz = 3;
-    double v = S / 16.0;
-    if (T > 1 && sz + v * (T - 1) > S) v = (S - sz) / (T - 1);
+    return sz < 3 ? 3 : sz;
+}
+
+/* The default sweeps the shape from one edge to the other over the clip, so the direction word
+ * fixes where the shape is along the motion in every frame (only the position across the motion
+ * is free); slower clips also start anywhere along the motion. */
+double shapes_speed(int frames, int size, double speed) {
+    if (frames < 2) return 0;
+    double full = (size - shape_side(size)) / (frames - 1);
+    return speed > 0 && speed < full ? speed : full;
+}
+
+void shapes_render(float *video, int color, int shape, int dir, int frames, int size, double speed, uint64_t seed) {
+    const int S = size, T = frames, SS = 4;
+    double sz = shape_side(S), v = shapes_speed(T, S, speed);
     double travel = T > 1 ? v * (T - 1) : 0;
     uint64_t k = mix64(seed);
     double a0 = u01(mix64(k + 1)) * (S - sz - travel); /* along the motion */
@@ -213,8 +224,8 @@ void shapes_val_path(const char *train_path, char *out, size_t outlen) {
 }
 
 /* write one file: sample i uses combos[i % ncombo] and clip seed mix64(stream + i) */
-static int write_split(const char *path, const int (*combos)[3], int ncombo, int num, int T, int S, int L,
-                       int Dt, uint64_t seed, uint64_t stream, char *err, size_t errlen) {
+static int write_split(const char *path, const int (*combos)[3], int ncombo, int num, int T, int S, double speed,
+                       int L, int Dt, uint64_t seed, uint64_t stream, char *err, size_t errlen) {
     h5_writer *w = h5w_open(path, err, errlen);
     if (!w) return -1;
     const int chunk = 128;
@@ -232,7 +243,7 @@ static int write_split(const char *path, const int (*combos)[3], int ncombo, int
         for (int r = 0; r < n; r++) {
             int i = i0 + r;
             const int *cb = combos[i % ncombo];
-            shapes_render(vid + (size_t)r * clip, cb[0], cb[1], cb[2], T, S, mix64(key + (uint64_t)i));
+            shapes_render(vid + (size_t)r * clip, cb[0], cb[1], cb[2], T, S, speed, mix64(key + (uint64_t)i));
             char p[64];
             shapes_prompt(cb[0], cb[1], cb[2], p, sizeof p);
             prompts[i] = strdup(p);
@@ -251,6 +262,7 @@ static int write_split(const char *path, const int (*combos)[3], int ncombo, int
     h5w_attr_str(w, "/", "world", "shapes");
     h5w_attr_i64(w, "/", "frames", T);
     h5w_attr_i64(w, "/", "size", S);
+    h5w_attr_f64(w, "/", "speed", shapes_speed(T, S, speed));
     h5w_attr_i64(w, "/", "text_len", L);
     h5w_attr_i64(w, "/", "text_dim", Dt);
     h5w_attr_i64(w, "/", "seed", (int64_t)seed);
@@ -260,7 +272,7 @@ static int write_split(const char *path, const int (*combos)[3], int ncombo, int
 }
 
 int shapes_synth(const char *train_path, const char *val_path, int num, int num_val, int frames, int size,
-                 int text_len, int text_dim, uint64_t seed, char *err, size_t errlen) {
+                 double speed, int text_len, int text_dim, uint64_t seed, char *err, size_t errlen) {
     if (num < 1 || num_val < 0 || frames < 1 || size < 8 || text_len < 4 || text_dim < 1) {
         snprintf(err, errlen,
                  "%s: bad shapes settings (num %d >= 1, num_val %d >= 0, frames %d >= 1, size %d >= 8, "
@@ -274,11 +286,11 @@ int shapes_synth(const char *train_path, const char *val_path, int num, int num_
             for (int d = 0; d < SHAPES_NDIRS; d++)
                 if (!shapes_is_heldout(c, s, d)) train[nt][0] = c, train[nt][1] = s, train[nt][2] = d, nt++;
     for (int i = 0; i < SHAPES_NHELDOUT; i++) shapes_heldout_combo(i, &held[i][0], &held[i][1], &held[i][2]);
-    if (write_split(train_path, (const int (*)[3])train, nt, num, frames, size, text_len, text_dim, seed,
+    if (write_split(train_path, (const int (*)[3])train, nt, num, frames, size, speed, text_len, text_dim, seed,
                     0x7a41ull, err, errlen) != 0)
         return -1;
     if (val_path && num_val > 0)
-        return write_split(val_path, (const int (*)[3])held, SHAPES_NHELDOUT, num_val, frames, size, text_len,
-                           text_dim, seed, 0x5a11ull, err, errlen);
+        return write_split(val_path, (const int (*)[3])held, SHAPES_NHELDOUT, num_val, frames, size, speed,
+                           text_len, text_dim, seed, 0x5a11ull, err, errlen);
     return 0;
 }

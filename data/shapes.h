@@ -5,10 +5,11 @@
  * word-embedding table standing in for a text encoder.
  *
  * Videos are pixel space, C=3 (RGB), values in [-1,1], background -1. A frame is SxS
- * (default 32), T frames (default 8). Shape side ~ 0.34 S (11 px at 32), speed
- * ~ S/16 px/frame (2 px at 32), reduced if needed so the shape stays fully inside the
- * frame for all T frames; the start position is uniform over the positions that allow
- * this. Edges are antialiased with 4x4 supersampling.
+ * (default 32), T frames (default 8). Shape side ~ 0.34 S (11 px at 32). By default
+ * the shape sweeps from one edge to the other over the clip ((S - side)/(T - 1) px per
+ * frame, 3 px at 32x32x8), so the direction fixes its place along the motion in every
+ * frame and only the place across the motion is random; a slower speed (shapes_render)
+ * also starts it anywhere along the motion. Edges are antialiased with 4x4 supersampling.
  *
  * Text embedding: vocabulary (in this order, index v)
  *   red green blue yellow magenta cyan white square circle triangle moving left right up down
@@ -26,7 +27,7 @@
  * Files written by shapes_synth (dataset.h format, at the root):
  *   latents [N,3,T,S,S] f32, text [N,L,Dt] f32, text_len [N] i32, prompts [N] strings,
  *   labels [N,3] i32 (color, shape, direction), root attributes world="shapes", frames,
- *   size, text_len, text_dim, seed. Train samples cycle through the 72 training
+ *   size, speed (pixels per frame), text_len, text_dim, seed. Train samples cycle through the 72 training
  *   combinations (sample i uses combination i mod 72), val samples through the 12 held-out
  *   ones, so every combination is equally frequent.
  */
@@ -50,14 +51,19 @@ extern const float shapes_color_rgb[SHAPES_NCOLORS][3];         /* in [-1,1] */
  * NULL and num_val > 0, the val file (held-out combinations). frames >= 1, size >= 8,
  * text_len >= 4, text_dim >= 1. Returns 0, or -1 with a one-line error. */
 int shapes_synth(const char *train_path, const char *val_path, int num, int num_val, int frames, int size,
-                 int text_len, int text_dim, uint64_t seed, char *err, size_t errlen);
+                 double speed, int text_len, int text_dim, uint64_t seed, char *err, size_t errlen);
 
 /* The val file name the CLI derives from --out: "x_train.h5" -> "x_val.h5", "x.h5" -> "x_val.h5",
  * anything else -> path + "_val.h5". */
 void shapes_val_path(const char *train_path, char *out, size_t outlen);
 
-/* Render one clip into video[3,T,S,S]. Positions come from `seed` (any value). */
-void shapes_render(float *video, int color, int shape, int dir, int frames, int size, uint64_t seed);
+/* Render one clip into video[3,T,S,S]. The shape (side round(0.34 S)) moves `speed` pixels per
+ * frame; <= 0 (the default of `osp data synth`) or anything faster means edge to edge,
+ * (S - side)/(T - 1). Its position across the motion, and along it for slower speeds, comes from
+ * `seed` (any value). */
+/* The speed shapes_render uses for `speed` (see below). */
+double shapes_speed(int frames, int size, double speed);
+void shapes_render(float *video, int color, int shape, int dir, int frames, int size, double speed, uint64_t seed);
 
 /* Prompt text "color shape moving direction" into buf. */
 void shapes_prompt(int color, int shape, int dir, char *buf, size_t buflen);

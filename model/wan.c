@@ -184,6 +184,8 @@ static void free_shape(wan_model *m) {
             }
     }
     memset(m->lay, 0, sizeof m->lay);
+    if (m->pos_table) be->free(m->pos_table);
+    m->pos_table = NULL;
     if (m->arena) be->free(m->arena);
     m->arena = NULL;
     free(m->xs);
@@ -422,6 +424,13 @@ void wan_set_shape(wan_model *m, int B, int T, int Hl, int Wl) {
             be->upload(m->move[a][b], idx, sizeof(int32_t) * m->lay[b].host.npos);
             free(idx);
         }
+    if (c->pos_sincos) {
+        float *tab = osp_malloc(sizeof(float) * m->L * m->D);
+        wan_pos_table(tab, m->f, m->h, m->w, m->D);
+        m->pos_table = be->alloc(sizeof(float) * m->L * m->D);
+        be->upload(m->pos_table, tab, sizeof(float) * m->L * m->D);
+        free(tab);
+    }
     m->xs = osp_calloc((size_t)c->num_layers + 1, sizeof(float *));
     m->acts = osp_calloc((size_t)c->num_layers, sizeof(block_acts));
     carver cnt = {NULL, 0, true};
@@ -433,6 +442,27 @@ void wan_set_shape(wan_model *m, int B, int T, int Hl, int Wl) {
 }
 
 /* ------------------------------------------------------------ forward */
+
+/* The sin-cos position table (cfg.pos_sincos): the D features split over (t, h, w) like RoPE
+ * splits a head (h and w 2*(D/6) each, t the rest); each axis holds (sin, cos) pairs of
+ * pos * 100^(-2j/d_axis), so the slowest pair varies over ~100 tokens, beyond any small grid. */
+void wan_pos_table(float *tab, int f, int h, int w, int D) {
+    int dh = 2 * (D / 6), dt = D - 2 * dh, dims[3] = {dt, dh, dh}, off[3] = {0, dt, dt + dh};
+    for (int t = 0; t < f; t++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float *row = tab + (((int64_t)t * h + y) * w + x) * D;
+                int pos[3] = {t, y, x};
+                for (int a = 0; a < 3; a++) {
+                    for (int j = 0; 2 * j + 1 < dims[a]; j++) {
+                        double ang = pos[a] * pow(100.0, -2.0 * j / dims[a]);
+                        row[off[a] + 2 * j] = (float)sin(ang);
+                        row[off[a] + 2 * j + 1] = (float)cos(ang);
+                    }
+                    if (dims[a] % 2) row[off[a] + dims[a] - 1] = 0.0f; /* odd D: one spare feature */
+                }
+            }
+}
 
 /* sinusoidal timestep embedding in float64, cos first (wan21.md (4)-(5)) */
 static void sinusoid(float *out, const float *t, int B, int freq) {
@@ -470,6 +500,9 @@ void wan_forward(wan_model *m, const float *latents, const float *timesteps, con
     be->patch_map(m->patches, (float *)latents, B, c->in_channels, m->T, m->Hl, m->Wl, c->patch[0], c->patch[1],
                   c->patch[2], true, true);
     be->linear_fwd(m->x0, m->patches, m->p.pe.w, m->p.pe.b, BL, m->Fp, D);
+    /* a constant addend: the backward passes dx0 to the patch embedding unchanged */
+    if (m->pos_table)
+        for (int b = 0; b < B; b++) be->add(m->x0 + (int64_t)b * m->L * D, m->pos_table, m->L * D);
     /* time: sinusoid -> MLP -> e; e0 = proj(SiLU(e)) */
     float *sin_h = osp_malloc(sizeof(float) * B * c->freq_dim);
     sinusoid(sin_h, timesteps, B, c->freq_dim);

@@ -25,6 +25,10 @@ typedef struct {
     bool hybrid;          /* OSP-Next dual_end hybrid attention */
     int sparse_ratio;     /* P */
     int num_full_blocks;  /* K */
+    /* A fixed 3-D sin-cos table of absolute token positions added after the patch embedding.
+     * Not part of Wan2.1 (RoPE only, off for Wan checkpoints); it lets a small pixel-space model
+     * place content at absolute positions, which a RoPE-only DiT cannot do from pure noise. */
+    bool pos_sincos;
     /* HiF8 fake quantisation of the block GEMMs (embeddings and head stay unquantised) */
     bool quant;
     bool quant_delayed;
@@ -45,6 +49,8 @@ typedef struct {
 typedef struct wan_model wan_model;
 
 wan_model *wan_init(const wan_config *cfg, const osp_backend *be);
+/* The [f*h*w, D] raster table cfg.pos_sincos adds after the patch embedding (host memory). */
+void wan_pos_table(float *tab, int f, int h, int w, int D);
 void wan_free(wan_model *m);
 
 const wan_config *wan_get_config(const wan_model *m);

@@ -79,6 +79,7 @@ struct wan_model {
     int64_t L, Mmax, Mt;  /* tokens per sample, max rows*tokens over layouts, text rows */
     dev_layout lay[3];    /* raster, token, group */
     int32_t *move[3][3];  /* backend gather tables from -> to (NULL on the diagonal) */
+    float *pos_table;     /* backend [L, D] raster sin-cos positions (cfg.pos_sincos), else NULL */
     skip_kind *kind;      /* per block */
     float *arena;
     int64_t arena_floats;

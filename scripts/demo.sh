@@ -13,10 +13,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs" --target osp >/dev/null
 OSP=./build/osp
 mkdir -p data runs
-if [ ! -f data/shapes_train.h5 ] || [ ! -f data/shapes_val.h5 ]; then
-  echo "== synthesize the shapes world"
-  $OSP data synth --out data/shapes_train.h5
-fi
+# always rewritten (about a second), so a file from an older version of the world is never reused
+echo "== synthesize the shapes world"
+$OSP data synth --out data/shapes_train.h5
 extra=()
 [ -n "${OSP_DEMO_STEPS:-}" ] && extra+=(--set "train.steps=$OSP_DEMO_STEPS")
 echo "== train (configs/tiny.yaml, CPU)"

@@ -39,7 +39,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 
 static void test_shapes(const char *train, const char *val, int ntrain, int nval) {
     char err[1024];
-    int rc = shapes_synth(train, val, ntrain, nval, 8, 32, 8, 32, 7, err, sizeof err);
+    int rc = shapes_synth(train, val, ntrain, nval, 8, 32, 0, 8, 32, 7, err, sizeof err);
     EXPECT(rc == 0, "shapes_synth: %s", err);
     if (rc) return;
     const char *const *held;

@@ -205,6 +205,41 @@ int main(void) {
     wan_config hybrc = tiny(true, 0, true);
     fd_check("hybrid P=2 K=0 + recompute", &hybrc, &k, params);
 
+    /* the demo's layout: whole-clip tokens (patch 2x2x2 over T=2) + the sin-cos position table */
+    {
+        wan_config cp = tiny(true, 0, false);
+        cp.patch[0] = 2, cp.pos_sincos = true;
+        case_t kc;
+        make_case(&kc, cp, 2, 2, 10, 12);
+        float *pc = random_params(&cp);
+        fd_check("hybrid, whole-clip patch + sin-cos positions", &cp, &kc, pc);
+        free(pc);
+        /* table: row (0,0,0) is (sin 0, cos 0) pairs; every (sin, cos) pair has unit norm; the
+         * t features do not change with (y, x); rows of distinct positions differ */
+        enum { F = 3, Hh = 4, Ww = 5, D = 26 }; /* D 26: t 10, h 8, w 8 features */
+        float *tab = osp_malloc(sizeof(float) * F * Hh * Ww * D);
+        wan_pos_table(tab, F, Hh, Ww, D);
+        int ok0 = 1, unit = 1, tconst = 1, distinct = 1;
+        for (int d = 0; d < D; d++) ok0 &= tab[d] == (d % 2 ? 1.0f : 0.0f);
+        for (int r = 0; r < F * Hh * Ww; r++)
+            for (int d = 0; d + 1 < D; d += 2)
+                unit &= fabsf(tab[r * D + d] * tab[r * D + d] + tab[r * D + d + 1] * tab[r * D + d + 1] - 1) < 1e-6f;
+        for (int t = 0; t < F; t++)
+            for (int r = 1; r < Hh * Ww; r++)
+                tconst &= !memcmp(tab + (t * Hh * Ww) * D, tab + (t * Hh * Ww + r) * D, sizeof(float) * 10);
+        for (int a = 0; a < F * Hh * Ww; a++)
+            for (int b = a + 1; b < F * Hh * Ww; b++) distinct &= memcmp(tab + a * D, tab + b * D, sizeof(float) * D) != 0;
+        /* the slowest h pair (j = 3 of 4) at y = 1 is sin(100^(-6/8)) */
+        float want = (float)sin(pow(100.0, -6.0 / 8.0));
+        int freq = fabsf(tab[(1 * Ww) * D + 10 + 6] - want) < 1e-6f;
+        EXPECT(ok0 && unit && tconst && distinct && freq,
+               "sin-cos table: origin %d, unit pairs %d, t part constant over (y,x) %d, distinct rows %d, h freq %d",
+               ok0, unit, tconst, distinct, freq);
+        printf("sin-cos position table: origin row, unit pairs, per-axis split, distinct rows, frequencies ok\n");
+        free(tab);
+        free(kc.lat), free(kc.R), free(kc.text), free(kc.t);
+    }
+
     float *o1, *g1, *o2, *g2;
     int64_t n;
     run(&full, &k, params, &o1, &g1, &n);

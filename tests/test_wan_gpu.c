@@ -11,7 +11,8 @@
  * with OSP_CUDA_GEMM=fp32 (cuda_gemm.cu reads both on every call); and HiF8 fake
  * quantisation (hybrid; quant.attention on, which keeps fp32 storage, and off, where the quantiser
  * reads the bf16-stored activations), where hif8_fq is bit-exact but the GEMMs that feed
- * it are not, so values near a HiF8 rounding boundary may land on the neighbouring code.
+ * it are not, so values near a HiF8 rounding boundary may land on the neighbouring code; and the
+ * demo's layout, whole-clip tokens (patch 3x2x2) with the sin-cos position table.
  *
  * Tolerances (relative): out and the overall parameter gradient 2e-2 (bf16 operands carry
  * 2^-9 relative rounding, attention is bf16 with fp32 softmax, 4 layers deep), input gradients
@@ -52,6 +53,7 @@ typedef struct {
     const char *gemm; /* OSP_CUDA_GEMM for the GPU run, NULL = default (bf16 operands) */
     bool fp32_store;  /* OSP_ACT16=0: activations stored fp32 (default: bf16 where ops.h allows) */
     double tol_out, tol_grad, tol_in;
+    bool clip_pos; /* the demo's layout: whole-clip patch (3x2x2 over T=3) + sin-cos positions */
 } wg_case;
 
 /* Host copies of everything one run produces. */
@@ -70,7 +72,8 @@ static wan_config wg_config(const wg_case *k) {
     memset(&c, 0, sizeof c);
     c.dim = k->dim, c.ffn_dim = 2 * k->dim, c.num_heads = k->heads, c.num_layers = 4;
     c.in_channels = 4, c.out_channels = 4, c.text_dim = 32, c.text_len = 16, c.freq_dim = 32;
-    c.patch[0] = 1, c.patch[1] = 2, c.patch[2] = 2;
+    c.patch[0] = k->clip_pos ? 3 : 1, c.patch[1] = 2, c.patch[2] = 2;
+    c.pos_sincos = k->clip_pos;
     c.eps = 1e-6f;
     c.hybrid = k->hybrid, c.sparse_ratio = 2, c.num_full_blocks = 0;
     if (k->quant) {
@@ -238,18 +241,20 @@ int main(void) {
     unsetenv("OSP_ACT16");
 
     static const wg_case cases[] = {
-        {"full, hd 64, bf16 GEMM", 128, 2, false, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 64, bf16 GEMM", 128, 2, true, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
-        {"full, hd 128, bf16 GEMM", 256, 2, false, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 128, bf16 GEMM", 256, 2, true, false, false, NULL, false, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 128, fp32 store", 256, 2, true, false, false, NULL, true, 2e-2, 2e-2, 3e-2},
-        {"full, hd 64, fp32 GEMM", 128, 2, false, false, false, "fp32", false, 2e-2, 2e-2, 3e-2},
-        {"hybrid P2 K0, hd 64, fp32 GEMM", 128, 2, true, false, false, "fp32", false, 2e-2, 2e-2, 3e-2},
-        {"HiF8 hybrid, hd 64, bf16 GEMM", 128, 2, true, true, true, NULL, false, 6e-2, 1.5e-1, 2e-1},
-        {"HiF8 (GEMMs) hybrid, bf16 store", 128, 2, true, true, false, NULL, false, 6e-2, 1.5e-1, 2e-1},
+        {"full, hd 64, bf16 GEMM", 128, 2, false, false, false, NULL, false, 2e-2, 2e-2, 3e-2, false},
+        {"hybrid P2 K0, hd 64, bf16 GEMM", 128, 2, true, false, false, NULL, false, 2e-2, 2e-2, 3e-2, false},
+        {"full, hd 128, bf16 GEMM", 256, 2, false, false, false, NULL, false, 2e-2, 2e-2, 3e-2, false},
+        {"hybrid P2 K0, hd 128, bf16 GEMM", 256, 2, true, false, false, NULL, false, 2e-2, 2e-2, 3e-2, false},
+        {"hybrid P2 K0, hd 128, fp32 store", 256, 2, true, false, false, NULL, true, 2e-2, 2e-2, 3e-2, false},
+        {"full, hd 64, fp32 GEMM", 128, 2, false, false, false, "fp32", false, 2e-2, 2e-2, 3e-2, false},
+        {"hybrid P2 K0, hd 64, fp32 GEMM", 128, 2, true, false, false, "fp32", false, 2e-2, 2e-2, 3e-2, false},
+        {"HiF8 hybrid, hd 64, bf16 GEMM", 128, 2, true, true, true, NULL, false, 6e-2, 1.5e-1, 2e-1, false},
+        {"HiF8 (GEMMs) hybrid, bf16 store", 128, 2, true, true, false, NULL, false, 6e-2, 1.5e-1, 2e-1, false},
+        {"hybrid, clip patch + sin-cos pos", 128, 2, true, false, false, NULL, false, 2e-2, 2e-2, 3e-2, true},
     };
     const int ncase = (int)(sizeof cases / sizeof cases[0]);
-    printf("GPU vs CPU, ||gpu-cpu||/||cpu||; B=2 latent 4x3x10x12, patch 1x2x2, 4 layers, text 16x32\n");
+    printf("GPU vs CPU, ||gpu-cpu||/||cpu||; B=2 latent 4x3x10x12, patch 1x2x2 (clip: 3x2x2), 4 layers, "
+           "text 16x32\n");
     printf("| %-32s | %9s | %9s | %9s | %9s | %-38s | %s\n", "case", "out", "grads", "d lat", "d text",
            "worst tensor (printed only)", "");
     for (int i = 0; i < ncase; i++) wg_check(&cases[i], gpu, 1000 + (uint64_t)i);

@@ -87,6 +87,7 @@ wan_config cli_wan_config(const osp_config *c) {
     for (int i = 0; i < 3; i++) w.patch[i] = m->patch[i];
     w.eps = m->eps;
     w.recompute = m->recompute;
+    w.pos_sincos = !strcmp(m->pos_embed, "rope+sincos");
     w.hybrid = !strcmp(m->attention.mode, "hybrid");
     w.sparse_ratio = m->attention.sparse_ratio;
     w.num_full_blocks = m->attention.num_full_blocks;

@@ -11,11 +11,14 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: osp data synth --out FILE.h5 [--num N] [--num-val M] [--frames F] [--size S] [--seed K]\n"
-               "                      [--text-len L] [--text-dim D]\n\n"
+               "                      [--speed V] [--text-len L] [--text-dim D]\n\n"
                "Writes pixel-space videos [N,3,F,S,S] in [-1,1] of one shape (square, circle, triangle) in a\n"
                "pure color moving left/right/up/down on black, with prompts and word-table text embeddings,\n"
                "to FILE.h5, and the 12 held-out prompt combinations to FILE_val.h5 (FILE_train.h5 ->\n"
-               "FILE_val.h5). Defaults: N 2048, M 96, F 8, S 32, seed 0, L 8, D 32.\n"
+               "FILE_val.h5). By default the shape sweeps from one edge of the frame to the other over the\n"
+               "clip ((S - side)/(F - 1) pixels per frame, side = round(0.34 S)); --speed V moves it V\n"
+               "pixels per frame instead (slower only), starting anywhere along the motion. Defaults:\n"
+               "N 2048, M 96, F 8, S 32, seed 0, L 8, D 32.\n"
                "       osp data heldout   prints the 12 held-out prompts, one per line.\n");
 }
 
@@ -33,6 +36,7 @@ int cmd_data(int argc, char **argv) {
     if (strcmp(argv[0], "synth")) osp_die("data: unknown action '%s' (synth or heldout; see osp data --help)", argv[0]);
     const char *out = NULL;
     int num = 2048, num_val = 96, frames = 8, size = 32, seed = 0, tl = 8, td = 32;
+    double speed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -43,6 +47,7 @@ int cmd_data(int argc, char **argv) {
         else if (!strcmp(a, "--num-val")) num_val = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--frames")) frames = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--size")) size = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--speed")) speed = cli_double(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--seed")) seed = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--text-len")) tl = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--text-dim")) td = cli_int(a, cli_value(argc, argv, &i));
@@ -60,7 +65,7 @@ int cmd_data(int argc, char **argv) {
         if (osp_mkdir_p(parent)) osp_die("data synth: cannot create directory %s", parent);
     }
     double t0 = osp_now();
-    if (shapes_synth(out, num_val ? val : NULL, num, num_val, frames, size, tl, td, (uint64_t)seed, err, sizeof err))
+    if (shapes_synth(out, num_val ? val : NULL, num, num_val, frames, size, speed, tl, td, (uint64_t)seed, err, sizeof err))
         osp_die("%s", err);
     printf("wrote %d clips [3,%d,%d,%d] -> %s", num, frames, size, size, out);
     if (num_val) printf(" and %d held-out clips -> %s", num_val, val);

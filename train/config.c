@@ -71,6 +71,8 @@ static const cfg_key KEYS[] = {
     K_INT3("model.patch", model.patch, "[1,4,4]", ">=1", "patch size (pt, ph, pw)"),
     K_FLT("model.eps", model.eps, "1e-6", ">0", "epsilon of the layer/RMS norms"),
     K_BOOL("model.recompute", model.recompute, "false", "recompute block activations in backward"),
+    K_ENUM("model.pos_embed", model.pos_embed, "rope|rope+sincos", "rope",
+           "positions: RoPE (Wan2.1), or also a fixed sin-cos table of absolute positions"),
     K_ENUM("model.attention.mode", model.attention.mode, "full|hybrid", "full",
            "full attention, or hybrid full/Skiparse"),
     K_INT("model.attention.sparse_ratio", model.attention.sparse_ratio, "2", ">=1",

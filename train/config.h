@@ -20,6 +20,7 @@ typedef struct {
     int patch[3];                              /* (pt, ph, pw) */
     float eps;
     bool recompute;                            /* per-block activation recomputation */
+    char pos_embed[16];                        /* rope | rope+sincos */
     struct {
         char mode[16];                         /* full | hybrid */
         int sparse_ratio;                      /* P */

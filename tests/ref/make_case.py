@@ -45,6 +45,8 @@ def parse_args(argv=None):
     ap.add_argument("--mode", choices=["full", "hybrid"], default="full")
     ap.add_argument("--sparse-ratio", type=int, default=2)
     ap.add_argument("--full-blocks", type=int, default=4)
+    ap.add_argument("--pos-sincos", action="store_true",
+                    help="add osp's fixed sin-cos position table (model.pos_embed=rope+sincos)")
     ap.add_argument("--layout", choices=["original", "diffusers", "prefixed"], default="original")
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--shards", type=int, default=1)
@@ -93,7 +95,8 @@ def main(argv=None):
     cfg = wan_ref.make_config(dim=a.dim, num_heads=a.heads, ffn_dim=a.ffn, num_layers=a.layers,
                               in_dim=a.in_ch, out_dim=a.out_ch, text_dim=a.text_dim,
                               text_len=a.text_len, freq_dim=a.freq, patch_size=a.patch, eps=a.eps,
-                              mode=a.mode, sparse_ratio=a.sparse_ratio, num_full_blocks=a.full_blocks)
+                              mode=a.mode, sparse_ratio=a.sparse_ratio, num_full_blocks=a.full_blocks,
+                              pos_sincos=a.pos_sincos)
     pt, ph, pw = a.patch
     if a.frames % pt or a.height % ph or a.width % pw:
         sys.exit("make_case: frames/height/width must be multiples of the patch %s" % a.patch)
@@ -131,6 +134,7 @@ def main(argv=None):
         "attention": {"mode": cfg["mode"], "sparse_ratio": cfg["sparse_ratio"],
                       "num_full_blocks": cfg["num_full_blocks"],
                       "blocks": wan_ref.block_kinds(cfg)},
+        "pos_embed": "rope+sincos" if a.pos_sincos else "rope",
         "case": {"layout": a.layout, "dtype": a.dtype, "shards": a.shards, "batch": a.batch,
                  "frames": a.frames, "height": a.height, "width": a.width, "seed": a.seed,
                  "ckpt": os.path.relpath(ckpt, a.out)},

@@ -35,14 +35,14 @@ PREFIX = "model.diffusion_model."
 
 def make_config(dim=256, num_heads=2, ffn_dim=512, num_layers=2, in_dim=16, out_dim=16,
                 text_dim=64, text_len=16, freq_dim=256, patch_size=(1, 2, 2), eps=1e-6,
-                mode="full", sparse_ratio=2, num_full_blocks=4):
+                mode="full", sparse_ratio=2, num_full_blocks=4, pos_sincos=False):
     assert dim % num_heads == 0, "dim must be divisible by num_heads"
     assert (dim // num_heads) % 2 == 0, "head dim must be even (RoPE pairs)"
     assert mode in ("full", "hybrid"), mode
     return dict(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, num_layers=num_layers,
                 in_dim=in_dim, out_dim=out_dim, text_dim=text_dim, text_len=text_len,
                 freq_dim=freq_dim, patch_size=list(patch_size), eps=eps, mode=mode,
-                sparse_ratio=sparse_ratio, num_full_blocks=num_full_blocks)
+                sparse_ratio=sparse_ratio, num_full_blocks=num_full_blocks, pos_sincos=pos_sincos)
 
 
 def param_shapes(cfg):
@@ -279,6 +279,23 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+def pos_table(f, h, w, D):
+    """[f*h*w, D] fixed absolute positions (osp model.pos_embed=rope+sincos): features split
+    (t, h, w) as d_t = D - 4(D//6), d_h = d_w = 2(D//6); per axis (sin, cos) pairs of
+    pos * 100^(-2j/d_axis), an odd axis width leaving its last feature 0."""
+    dh = 2 * (D // 6)
+    ti, hi, wi = torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij")
+    blocks = []
+    for pos, da in zip((ti, hi, wi), (D - 2 * dh, dh, dh)):
+        blk = torch.zeros(f * h * w, da, dtype=torch.float64)
+        j = torch.arange(da // 2, dtype=torch.float64)
+        ang = pos.reshape(-1, 1).to(torch.float64) * torch.pow(torch.tensor(100.0, dtype=torch.float64), -2.0 * j / da)
+        blk[:, 0:2 * (da // 2):2] = torch.sin(ang)
+        blk[:, 1:2 * (da // 2):2] = torch.cos(ang)
+        blocks.append(blk)
+    return torch.cat(blocks, dim=1)
+
+
 def silu(x):
     return x * torch.sigmoid(x)
 
@@ -416,6 +433,8 @@ def forward(p, cfg, latents, t, text, sparse_impl="mask"):
     # patch embedding as a GEMM, input feature order (c, pt, ph, pw)
     xp = x.reshape(B, C, f, pt, h, ph, w, pw).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, L, -1)
     x = xp @ p["patch_embedding.weight"].reshape(D, -1).t() + p["patch_embedding.bias"]
+    if cfg.get("pos_sincos"):                # osp's model.pos_embed=rope+sincos (not in Wan2.1)
+        x = x + pos_table(f, h, w, D)
 
     # time: sinusoid -> MLP (e) -> projection (e0, 6 rows)
     e = linear(silu(linear(sinusoid(t, cfg["freq_dim"]), p, "time_embedding.0")), p, "time_embedding.2")
