@@ -97,7 +97,7 @@ int h5w_strings(h5_writer *w, const char *dset, int n, const char *const *strs);
 /* Streaming: create a float32 dataset of the full shape, then fill it in row blocks. */
 int h5w_f32_create(h5_writer *w, const char *dset, int rank, const int64_t *dims);
 int h5w_f32_rows(h5_writer *w, const char *dset, int64_t row0, int64_t nrows, const float *data);
-/* String attribute / int64 attribute on an object ("/" = root) that already exists. */
+/* String / int64 / float64 attribute on an object ("/" = root) that already exists. */
 int h5w_attr_str(h5_writer *w, const char *obj, const char *name, const char *value);
 int h5w_attr_i64(h5_writer *w, const char *obj, const char *name, int64_t value);
 int h5w_attr_f64(h5_writer *w, const char *obj, const char *name, double value);

@@ -96,6 +96,41 @@ static void test_shapes(const char *train, const char *val, int ntrain, int nval
         for (int s = 0; s < 3; s++)
             for (int d = 0; d < 4; d++) cnt += shapes_is_heldout(c, s, d);
     EXPECT(cnt == 12, "12 distinct held-out combos (got %d)", cnt);
+
+    /* motion: by default the shape (11 px at 32) sweeps from one edge to the other over the clip
+     * (3 px/frame at 8 frames); a slower --speed moves it speed*(T-1) px, starting anywhere */
+    EXPECT(fabs(shapes_speed(8, 32, 0) - 3.0) < 1e-12 && fabs(shapes_speed(8, 32, 9) - 3.0) < 1e-12 &&
+               fabs(shapes_speed(8, 32, 1.5) - 1.5) < 1e-12 && shapes_speed(1, 32, 0) == 0,
+           "shapes_speed: default/too fast -> edge to edge 3, slower kept");
+    float *clip = osp_malloc(sizeof(float) * 3 * 8 * 32 * 32);
+    for (int d = 0; d < 4; d++)
+        for (int k = 0; k < 2; k++) {
+            double speed = k ? 1.5 : 0;
+            shapes_render(clip, 6, 0, d, 8, 32, speed, 99 + (uint64_t)d); /* white square */
+            int lo[8], hi[8]; /* lit extent along the motion per frame */
+            for (int t = 0; t < 8; t++) {
+                lo[t] = 32, hi[t] = -1;
+                for (int y = 0; y < 32; y++)
+                    for (int x = 0; x < 32; x++)
+                        if (clip[(size_t)t * 1024 + y * 32 + x] > 0.0f) {
+                            int a = d < 2 ? x : y;
+                            lo[t] = a < lo[t] ? a : lo[t], hi[t] = a > hi[t] ? a : hi[t];
+                        }
+            }
+            int sign = (d == SHAPES_RIGHT || d == SHAPES_DOWN) ? 1 : -1, first = sign > 0 ? 0 : 7;
+            double travel = sign * (lo[7] - lo[0]);
+            if (!k)
+                EXPECT(lo[first] == 0 && hi[7 - first] == 31 && fabs(travel - 21) <= 1,
+                       "direction %d: edge to edge (start %d, end %d, travel %.0f)", d, lo[first], hi[7 - first], travel);
+            else
+                EXPECT(fabs(travel - 10.5) <= 1, "direction %d at 1.5 px/frame: travel %.0f ~ 10.5", d, travel);
+        }
+    free(clip);
+    double sp = 0;
+    hid_t f = H5Fopen(train, H5F_ACC_RDONLY, H5P_DEFAULT), a = f >= 0 ? H5Aopen(f, "speed", H5P_DEFAULT) : -1;
+    EXPECT(a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, &sp) >= 0 && sp == 3.0, "file attribute speed %g", sp);
+    if (a >= 0) H5Aclose(a);
+    if (f >= 0) H5Fclose(f);
 }
 
 static void test_embedding(const char *train) {
