@@ -160,6 +160,8 @@ expect_error "sample: unknown prompt word" "sideways" -- "$OSP" sample --ckpt R 
     "${TINY[@]}"
 expect_error "sample: no checkpoint in run_dir" "nowhere" -- "$OSP" sample --prompt "red circle moving left" \
     --set run_dir=nowhere
+expect_error "sample: position table unlike training" "config.yaml" "model.pos_embed=rope" -- "$OSP" sample --ckpt R \
+    --prompt "red circle moving left" "${TINY[@]}" --set model.pos_embed=rope+sincos
 expect_error "unknown command" "nosuchcmd" -- "$OSP" nosuchcmd
 expect_error "unknown data action" "bogus" -- "$OSP" data bogus
 

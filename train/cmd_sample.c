@@ -37,6 +37,28 @@ static void usage(FILE *f) {
             "forward batch is 2K: conditional and unconditional rows).\n");
 }
 
+/* The position table has no weights, so a checkpoint cannot tell whether it was trained with one;
+ * an osp checkpoint directory keeps its training config (config.yaml), so a mismatch is an error
+ * here instead of silently wrong samples. */
+static void check_pos_embed(const char *wpath, const osp_config *cfg) {
+    char dir[4400], path[4500];
+    snprintf(dir, sizeof dir, "%s", wpath);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else *slash = 0;
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return;
+    osp_config saved;
+    config_defaults(&saved);
+    char err[1024];
+    if (config_load_yaml(&saved, path, err, sizeof err)) return; /* not an osp config: nothing to compare */
+    if (strcmp(saved.model.pos_embed, cfg->model.pos_embed))
+        osp_die("%s: this checkpoint was trained with model.pos_embed=%s, the sampling config has %s "
+                "(sample with the training config, or --set model.pos_embed=%s)",
+                path, saved.model.pos_embed, cfg->model.pos_embed, saved.model.pos_embed);
+}
+
 static void slug(const char *p, char *out, size_t n) {
     size_t k = 0;
     for (; *p && k + 1 < n; p++) out[k++] = isalnum((unsigned char)*p) ? (char)tolower((unsigned char)*p) : '_';
@@ -103,6 +125,7 @@ int cmd_sample(int argc, char **argv) {
     if (strcmp(sc->solver, "euler") && strcmp(sc->solver, "unipc")) osp_die("sample: --solver must be euler or unipc");
     char err[1024], wpath[4400];
     cli_resolve_ckpt(ckpt, cfg.run_dir, ema, wpath, sizeof wpath);
+    check_pos_embed(wpath, &cfg);
     st_set *st;
     if (st_open(&st, wpath, err, sizeof err)) osp_die("%s", err);
     wan_dims dims;
