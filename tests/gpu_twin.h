@@ -80,6 +80,19 @@ static inline double rel_err(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Sets G and C and prints the table header; false (after saying so) when there is no GPU, in
+ * which case the program exits 0: the test is a skip, not a failure, on CPU-only machines. */
+static inline bool twin_init(const char *prog) {
+    G = osp_backend_cuda();
+    C = osp_backend_cpu();
+    if (!G) {
+        printf("%s: no CUDA backend or no GPU visible: skipped\n", prog);
+        return false;
+    }
+    printf("%-30s %-28s %10s %8s\n", "op", "shape", "rel.err", "tol");
+    return true;
+}
+
 static inline void report(const char *op, const char *shape, double err, double tol) {
     bool ok = err <= tol;
     nchecks++;

@@ -433,13 +433,7 @@ static void test_reductions(int64_t n) {
 }
 
 int main(void) {
-    G = osp_backend_cuda();
-    C = osp_backend_cpu();
-    if (!G) {
-        printf("test_ops_gpu: no CUDA backend or no GPU visible: skipped\n");
-        return 0;
-    }
-    printf("%-30s %-28s %10s %8s\n", "op", "shape", "rel.err", "tol");
+    if (!twin_init("test_ops_gpu")) return 0;
     test_linear(37, 48, 40, "fp32", 1e-5);
     test_linear(37, 48, 40, "bf16", 1e-2);
     test_linear(33, 35, 29, "fp32", 1e-5); /* odd sizes: unaligned leading dimensions */
