@@ -185,7 +185,7 @@ double shapes_speed(int frames, int size, double speed) {
 void shapes_render(float *video, int color, int shape, int dir, int frames, int size, double speed, uint64_t seed) {
     const int S = size, T = frames, SS = 4;
     double sz = shape_side(S), v = shapes_speed(T, S, speed);
-    double travel = T > 1 ? v * (T - 1) : 0;
+    double travel = v * (T - 1); /* shapes_speed is 0 for a single frame */
     uint64_t k = mix64(seed);
     double a0 = u01(mix64(k + 1)) * (S - sz - travel); /* along the motion */
     double b0 = u01(mix64(k + 2)) * (S - sz);          /* across it */

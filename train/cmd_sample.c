@@ -8,7 +8,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/stat.h> /* mkdir */
 
 #include "cli.h"
 #include "data/gif.h"
@@ -47,12 +47,10 @@ static void check_pos_embed(const char *wpath, const osp_config *cfg) {
     if (!slash) snprintf(dir, sizeof dir, ".");
     else *slash = 0;
     snprintf(path, sizeof path, "%s/config.yaml", dir);
-    struct stat sb;
-    if (stat(path, &sb) != 0) return;
     osp_config saved;
     config_defaults(&saved);
     char err[1024];
-    if (config_load_yaml(&saved, path, err, sizeof err)) return; /* not an osp config: nothing to compare */
+    if (config_load_yaml(&saved, path, err, sizeof err)) return; /* none (not an osp checkpoint): nothing to compare */
     if (strcmp(saved.model.pos_embed, cfg->model.pos_embed))
         osp_die("%s: this checkpoint was trained with model.pos_embed=%s, the sampling config has %s "
                 "(sample with the training config, or --set model.pos_embed=%s)",
