@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 #include "data/h5util.h"
 
 typedef struct {

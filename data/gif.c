@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 
 /* ------------------------------------------------------------------ palette */
 

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "safetensors.h" /* the one home of the f16/bf16 conversions */
+#include "core/common.h"
+#include "core/half.h"
 
 /* ------------------------------------------------------------------ init / lock */
 
@@ -215,9 +215,9 @@ int h5u_read_rows(hid_t dset, h5u_dtype t, int64_t row0, int64_t nrows, int64_t 
         hid_t mt = raw16_memtype(dset);
         if (mt >= 0 && H5Dread(dset, mt, ms, fs, H5P_DEFAULT, scratch) >= 0) {
             if (t == H5U_F16)
-                for (hsize_t i = 0; i < n; i++) out[i] = st_f16_to_f32(scratch[i]);
+                for (hsize_t i = 0; i < n; i++) out[i] = half_f16_to_f32(scratch[i]);
             else
-                for (hsize_t i = 0; i < n; i++) out[i] = st_bf16_to_f32(scratch[i]);
+                for (hsize_t i = 0; i < n; i++) out[i] = half_bf16_to_f32(scratch[i]);
             rc = 0;
         }
         if (mt >= 0) H5Tclose(mt);
@@ -486,7 +486,7 @@ static hid_t f16_type(H5T_order_t order) {
 int h5w_f16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const float *data) {
     int64_t n = nelems(rank, dims);
     uint16_t *h = osp_malloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) h[i] = st_f32_to_f16(data[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = half_f32_to_f16(data[i]);
     h5_lock();
     hid_t ft = f16_type(H5T_ORDER_LE), mt = f16_type(H5Tget_order(H5T_NATIVE_UINT16));
     int rc = wsimple(w, dset, ft, mt, rank, dims, h, NULL);
@@ -500,7 +500,7 @@ int h5w_f16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const
 int h5w_bf16(h5_writer *w, const char *dset, int rank, const int64_t *dims, const float *data) {
     int64_t n = nelems(rank, dims);
     uint16_t *h = osp_malloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) h[i] = st_f32_to_bf16(data[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = half_f32_to_bf16(data[i]);
     int rc = wsimple(w, dset, H5T_STD_U16LE, H5T_NATIVE_UINT16, rank, dims, h, "bfloat16");
     free(h);
     return rc;

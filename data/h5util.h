@@ -78,7 +78,7 @@ int h5u_attr_str(hid_t obj, const char *name, char *buf, size_t buflen);
 /* Read element `i` of a 1-D string dataset (fixed or variable length) into buf. 0/-1. */
 int h5u_read_string(hid_t dset, int64_t i, char *buf, size_t buflen);
 
-/* float16 / bfloat16 conversions: st_f16_to_f32 etc. in model/safetensors.h */
+/* float16 / bfloat16 conversions: half_f16_to_f32 etc. in core/half.h */
 
 /* ---- writer: the file appears under its final name only at a successful close ---- */
 

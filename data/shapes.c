@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
+#include "core/common.h"
 #include "data/h5util.h"
 
 const char *const shapes_color_names[SHAPES_NCOLORS] = {"red", "green", "blue", "yellow",

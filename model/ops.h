@@ -1,7 +1,7 @@
 /*
  * ops.h — the one op interface of osp. Model code (model/wan.c) calls every numeric
- * op through an osp_backend table, so the CPU reference (ops_cpu.c) and the CUDA
- * backend (ops_cuda.cu) are interchangeable and the Skiparse layouts need no model
+ * op through an osp_backend table, so the CPU reference (model/cpu/backend.c) and the CUDA
+ * backend (model/cuda/backend.cu) are interchangeable and the Skiparse layouts need no model
  * changes (layouts are index tables consumed by gather/scatter ops).
  *
  * Conventions (all backends):
@@ -45,7 +45,7 @@ typedef struct osp_backend {
     void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
                        int64_t N, int K, int O);
 
-    /* HiF8 fake-quantised linear (quant/qlinear.h), offered where the backend fuses the quantisation
+    /* HiF8 fake-quantised linear (model/qlinear.h), offered where the backend fuses the quantisation
      * into its operand preparation (CUDA: the quantiser writes the bf16 GEMM operands, no fp32
      * copies); NULL otherwise (the CPU: qlinear then quantises into scratch and calls linear_*).
      * Same result as hif8_fq(x; sx), hif8_fq(W; sw), hif8_fq(dy; sg) followed by linear_fwd /

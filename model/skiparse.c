@@ -2,12 +2,12 @@
  * skiparse.c — Skiparse-2D layouts as index tables (see skiparse.h and skiparse.md).
  * All tables are built once per latent shape on the host; backends receive copies.
  */
-#include "skiparse.h"
+#include "model/skiparse.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 
 const char *skip_kind_name(skip_kind k) {
     return k == LAYOUT_RASTER ? "full" : (k == LAYOUT_TOKEN ? "token" : "group");

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ops.h"
+#include "model/ops.h"
 
 typedef struct {
     int dim, ffn_dim, num_heads, num_layers;

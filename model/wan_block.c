@@ -8,8 +8,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "common.h"
-#include "wan_internal.h"
+#include "core/common.h"
+#include "model/wan_internal.h"
 
 /* ------------------------------------------------------------ quantisation */
 

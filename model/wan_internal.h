@@ -6,9 +6,9 @@
 #ifndef OSP_WAN_INTERNAL_H
 #define OSP_WAN_INTERNAL_H
 
-#include "quant/qlinear.h"
-#include "skiparse.h"
-#include "wan.h"
+#include "model/qlinear.h"
+#include "model/skiparse.h"
+#include "model/wan.h"
 
 enum { WAN_INIT_XAVIER, WAN_INIT_ZERO, WAN_INIT_NORMAL002, WAN_INIT_ONES, WAN_INIT_RANDN_SQRTD, WAN_INIT_CONVBIAS };
 

@@ -1,12 +1,12 @@
 /*
  * adamw.c — AdamW, clipping, non-finite skipping, EMA and the LR schedule (adamw.h).
  */
-#include "adamw.h"
+#include "optim/adamw.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 
 void adamw_init(adamw_state *s, const osp_backend *be, int64_t n, bool with_ema, const float *params) {
     memset(s, 0, sizeof *s);

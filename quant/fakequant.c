@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 #include "quant/hif8.h"
 
 void fq_scaler_init(fq_scaler *sc, float target, bool delayed, int history_len, bool saturate) {

@@ -11,7 +11,7 @@
 #define OSP_HAVE_CUDA 1
 #endif
 extern "C" {
-#include "common.h"
+#include "core/common.h"
 #include "quant/hif8.h"
 }
 #include "quant/hif8_cuda.cuh"

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "ops.h"
+#include "core/common.h"
+#include "model/ops.h"
 
 static const osp_backend *C, *G;
 static int nfail, nchecks;

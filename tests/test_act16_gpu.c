@@ -31,8 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "ops.h"
+#include "core/common.h"
+#include "model/ops.h"
 #include "quant/fakequant.h"
 #include "tests/testutil.h"
 

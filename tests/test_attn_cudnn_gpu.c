@@ -1,5 +1,5 @@
 /*
- * test_attn_cudnn_gpu.c — the cuDNN fused-attention path (model/cuda_attn_cudnn.cu) against osp's own
+ * test_attn_cudnn_gpu.c — the cuDNN fused-attention path (model/cuda/cudnn.cu) against osp's own
  * flash kernels on the same GPU: fresh N(0,1) q, k, v, dO (never zeros) at several shapes
  * (R 1..4, N in {64, 1000, 4096}, H in {2, 12}, d in {64, 128}, and one Nq != Nk cross-attention
  * shape); osp's kernels run through the backend table with OSP_ATTN_IMPL=osp, cuDNN through
@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "ops.h"
-#include "testutil.h"
+#include "core/common.h"
+#include "model/ops.h"
+#include "tests/testutil.h"
 
-#include "model/cuda_attn_cudnn.h"
+#include "model/cuda/cudnn.h"
 
 #define TOL 2e-2
 

@@ -1,6 +1,6 @@
 /*
- * test_attn_gpu.c — osp's own attention kernels (cuda_attn_fwd.cu / cuda_attn_bwd.cu) against the
- * CPU twin (ops_cpu_attn.c), in the manner of test_ops_gpu.c (helpers in gpu_twin.h): fresh seeded
+ * test_attn_gpu.c — osp's own attention kernels (model/cuda/attn_fwd.cu / model/cuda/attn_bwd.cu) against the
+ * CPU twin (model/cpu/attn.c), in the manner of test_ops_gpu.c (helpers in gpu_twin.h): fresh seeded
  * random q, k, v, dO, every kernel variant (OSP_ATTN_FWD / _DQ / _KV), self- and cross-attention
  * shapes, Rkv != R, key masks with a fully masked kv row, and the production width (12 x 128,
  * N = 2048). Tolerances: bf16 tensor cores with fp32 softmax and accumulators, 1e-2 forward,

@@ -10,11 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "core/common.h"
+#include "core/half.h"
 #include "data/dataset.h"
 #include "data/gif.h"
 #include "data/h5util.h"
-#include "model/safetensors.h"
+#include "model/io/safetensors.h"
 #include "data/probe.h"
 #include "data/shapes.h"
 
@@ -433,7 +434,7 @@ static void test_half(void) {
     size_t nl = (size_t)N * 4 * 3 * 6 * 5, nt = (size_t)N * 63;
     float *lat = osp_malloc(nl * 4), *txt = osp_malloc(nt * 4);
     uint16_t *bits = osp_malloc(nl * 2);
-    for (size_t i = 0; i < nl; i++) lat[i] = 3.0f * nrand(), bits[i] = st_f32_to_f16(lat[i]);
+    for (size_t i = 0; i < nl; i++) lat[i] = 3.0f * nrand(), bits[i] = half_f32_to_f16(lat[i]);
     for (size_t i = 0; i < nt; i++) txt[i] = nrand();
     const char *paths[4] = {p32, p16, pbf, pu16};
     for (int f = 0; f < 4; f++) {
@@ -461,7 +462,7 @@ static void test_half(void) {
         h5_unlock();
     }
     float *exp16 = osp_malloc(nl * 4), *expbf = osp_malloc(nl * 4);
-    for (size_t i = 0; i < nl; i++) exp16[i] = st_f16_to_f32(bits[i]), expbf[i] = st_bf16_to_f32(st_f32_to_bf16(lat[i]));
+    for (size_t i = 0; i < nl; i++) exp16[i] = half_f16_to_f32(bits[i]), expbf[i] = half_bf16_to_f32(half_f32_to_bf16(lat[i]));
     const float *expect[4] = {lat, exp16, expbf, exp16};
     const double tol[4] = {0, 1e-3, 8e-3, 1e-3};
     for (int f = 0; f < 4; f++) {
@@ -488,11 +489,11 @@ static void test_half(void) {
         free(all);
     }
     /* conversion corner cases */
-    EXPECT(st_f32_to_f16(65504.0f) == 0x7bff && st_f32_to_f16(65520.0f) == 0x7c00, "f16 max/overflow");
-    EXPECT(st_f16_to_f32(0x0001) == 5.9604644775390625e-08f && st_f32_to_f16(5.9604644775390625e-08f) == 1,
+    EXPECT(half_f32_to_f16(65504.0f) == 0x7bff && half_f32_to_f16(65520.0f) == 0x7c00, "f16 max/overflow");
+    EXPECT(half_f16_to_f32(0x0001) == 5.9604644775390625e-08f && half_f32_to_f16(5.9604644775390625e-08f) == 1,
            "f16 subnormal");
-    EXPECT(st_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00 && st_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "f16 RNE");
-    EXPECT(st_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80 && st_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82, "bf16 RNE");
+    EXPECT(half_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00 && half_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "f16 RNE");
+    EXPECT(half_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80 && half_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82, "bf16 RNE");
     free(lat), free(txt), free(bits), free(exp16), free(expbf);
 }
 

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 #include "train/flow.h"
 
 #include "tests/testutil.h"

@@ -24,7 +24,7 @@ int main(void) {
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 #include "quant/fakequant.h"
 #include "quant/hif8.h"
 

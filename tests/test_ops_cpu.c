@@ -1,5 +1,5 @@
 /*
- * test_ops_cpu.c — every op of the CPU backend (model/ops_cpu.c) against independent
+ * test_ops_cpu.c — every op of the CPU backend (model/cpu/backend.c) against independent
  * float64 references and finite differences:
  *   - forwards vs float64 formulas (rel err <= 1e-6; attention <= 1e-5);
  *   - every input/parameter gradient twice: (a) vs a float64 reference (exact formulas

@@ -1,5 +1,5 @@
 /*
- * test_ops_gpu.c — every op of the CUDA backend against its CPU twin (ops_cpu.c), the
+ * test_ops_gpu.c — every op of the CUDA backend against its CPU twin (model/cpu/backend.c), the
  * ggml test-backend-ops idea: fresh seeded random inputs (never zeros), the same inputs on
  * both backends, ||gpu - cpu|| / ||cpu|| against a stated tolerance, forward and backward,
  * at small odd sizes and at a production width (D = 1536, N = 2048) where large-size bugs

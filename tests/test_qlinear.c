@@ -1,5 +1,5 @@
 /*
- * test_qlinear.c — the HiF8 fake-quantised linear layer (quant/qlinear.c) against an
+ * test_qlinear.c — the HiF8 fake-quantised linear layer (model/qlinear.c) against an
  * explicit reference written here:
  *  - forward equals "quantise x and W (scale = 15/amax, round to HiF8, unscale), then an
  *    ordinary GEMM" computed in double;
@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 #include "model/ops.h"
 #include "quant/hif8.h"
-#include "quant/qlinear.h"
+#include "model/qlinear.h"
 
 #include "tests/testutil.h"
 #define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */

@@ -5,9 +5,10 @@
  * files (each must give a one-line error naming the file, never a crash; run under
  * ASan/UBSan to make "never a crash" meaningful).
  */
-#include "common.h"
-#include "safetensors.h"
-#include "wan_keys.h"
+#include "core/common.h"
+#include "core/half.h"
+#include "model/io/safetensors.h"
+#include "model/io/wan_keys.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -91,11 +92,11 @@ static void expect_open_fail(const char *path, const char *name, const char *wan
 static void test_convert(void) {
     int bad16 = 0, badbf = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        float f = st_f16_to_f32((uint16_t)h), g = st_bf16_to_f32((uint16_t)h);
-        if (isnan(f)) bad16 += !isnan(st_f16_to_f32(st_f32_to_f16(f)));
-        else bad16 += st_f32_to_f16(f) != h;
-        if (isnan(g)) badbf += !isnan(st_bf16_to_f32(st_f32_to_bf16(g)));
-        else badbf += st_f32_to_bf16(g) != h;
+        float f = half_f16_to_f32((uint16_t)h), g = half_bf16_to_f32((uint16_t)h);
+        if (isnan(f)) bad16 += !isnan(half_f16_to_f32(half_f32_to_f16(f)));
+        else bad16 += half_f32_to_f16(f) != h;
+        if (isnan(g)) badbf += !isnan(half_bf16_to_f32(half_f32_to_bf16(g)));
+        else badbf += half_f32_to_bf16(g) != h;
     }
     CHECK(bad16 == 0 && badbf == 0, "16-bit round trips: %d f16, %d bf16 mismatches", bad16, badbf);
     /* random f32: the result must be the nearest representable, ties to even */
@@ -110,8 +111,8 @@ static void test_convert(void) {
         }
         for (int ty = 0; ty < 2; ty++) {
             if (ty == 1 && fabsf(f) >= 65504.0f) continue;
-            float (*dec)(uint16_t) = ty ? st_f16_to_f32 : st_bf16_to_f32;
-            uint16_t h = ty ? st_f32_to_f16(f) : st_f32_to_bf16(f);
+            float (*dec)(uint16_t) = ty ? half_f16_to_f32 : half_bf16_to_f32;
+            uint16_t h = ty ? half_f32_to_f16(f) : half_f32_to_bf16(f);
             double e0 = fabs((double)dec(h) - f);
             for (int dlt = -1; dlt <= 1; dlt += 2) {
                 uint16_t n = (uint16_t)(h + dlt);
@@ -122,10 +123,10 @@ static void test_convert(void) {
         }
     }
     CHECK(nbad == 0, "%d non-nearest-even conversions", nbad);
-    CHECK(st_f32_to_f16(65519.0f) == 0x7bff && st_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow edge");
-    CHECK(st_f32_to_f16(ldexpf(1, -25)) == 0 && st_f32_to_f16(ldexpf(1.5f, -25)) == 1, "f16 subnormal edge");
-    CHECK(st_f32_to_bf16(3.4028235e38f) == 0x7f80, "bf16 overflow rounds to inf");
-    CHECK(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))), "bf16 NaN");
+    CHECK(half_f32_to_f16(65519.0f) == 0x7bff && half_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow edge");
+    CHECK(half_f32_to_f16(ldexpf(1, -25)) == 0 && half_f32_to_f16(ldexpf(1.5f, -25)) == 1, "f16 subnormal edge");
+    CHECK(half_f32_to_bf16(3.4028235e38f) == 0x7f80, "bf16 overflow rounds to inf");
+    CHECK(isnan(half_bf16_to_f32(half_f32_to_bf16(NAN))), "bf16 NaN");
 }
 
 /* ---------------------------------------------------------------- round trips */

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 #include "model/wan.h"
 
 #include "tests/testutil.h"

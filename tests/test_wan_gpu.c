@@ -8,7 +8,7 @@
  * Cases: full attention and hybrid Skiparse (P=2, K=0, 5x6 token grid padded in the sparse
  * region), head dim 64 and 128 (the tensor-core attention kernels), with the default bf16-operand
  * GEMMs and bf16 activation storage (ops.h), with bf16 GEMMs but fp32 storage (OSP_ACT16=0), and
- * with OSP_CUDA_GEMM=fp32 (cuda_gemm.cu reads both on every call); and HiF8 fake
+ * with OSP_CUDA_GEMM=fp32 (model/cuda/gemm.cu reads both on every call); and HiF8 fake
  * quantisation (hybrid; quant.attention on, which keeps fp32 storage, and off, where the quantiser
  * reads the bf16-stored activations), where hif8_fq is bit-exact but the GEMMs that feed
  * it are not, so values near a HiF8 rounding boundary may land on the neighbouring code; and the
@@ -41,7 +41,7 @@ int main(void) {
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 #include "model/wan.h"
 #include "tests/testutil.h"
 

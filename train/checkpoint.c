@@ -1,7 +1,7 @@
 /*
  * checkpoint.c — crash-safe training checkpoints (see checkpoint.h).
  */
-#include "checkpoint.h"
+#include "train/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model/common.h"
-#include "model/safetensors.h"
-#include "model/wan_io.h"
+#include "core/common.h"
+#include "model/io/safetensors.h"
+#include "model/io/wan_io.h"
 
 static int rm_dir(const char *dir) {
     DIR *d = opendir(dir);

@@ -2,13 +2,13 @@
  * cli.c — option parsing helpers, config pipeline and backend selection shared by the
  * `osp` subcommands.
  */
-#include "cli.h"
+#include "train/cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 #include "train/checkpoint.h"
 
 #include <sys/stat.h>

@@ -10,7 +10,7 @@
 
 #include "model/ops.h"
 #include "model/wan.h"
-#include "model/wan_keys.h"
+#include "model/io/wan_keys.h"
 #include "train/config.h"
 
 /* Option value after argv[*i] (advances *i); dies with a one-line message if absent. */

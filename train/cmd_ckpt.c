@@ -7,10 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
-#include "model/common.h"
-#include "model/safetensors.h"
-#include "model/wan_keys.h"
+#include "train/cli.h"
+#include "core/common.h"
+#include "model/io/safetensors.h"
+#include "model/io/wan_keys.h"
 
 static void usage(FILE *f) {
     fprintf(f,

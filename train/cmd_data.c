@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "train/cli.h"
 #include "data/shapes.h"
-#include "model/common.h"
+#include "core/common.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: osp data synth --out FILE.h5 [--num N] [--num-val M] [--frames F] [--size S] [--seed K]\n"

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "train/cli.h"
 #include "data/h5util.h"
-#include "model/common.h"
-#include "model/wan_io.h"
+#include "core/common.h"
+#include "model/io/wan_io.h"
 
 static void usage(FILE *f) {
     fprintf(f,

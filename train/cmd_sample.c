@@ -10,13 +10,13 @@
 #include <string.h>
 #include <sys/stat.h> /* mkdir */
 
-#include "cli.h"
+#include "train/cli.h"
 #include "data/gif.h"
 #include "data/h5util.h"
 #include "data/probe.h"
 #include "data/shapes.h"
-#include "model/common.h"
-#include "model/wan_io.h"
+#include "core/common.h"
+#include "model/io/wan_io.h"
 #include "train/checkpoint.h"
 #include "train/flow.h"
 

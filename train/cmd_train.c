@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "train/cli.h"
 #include "data/dataset.h"
-#include "model/common.h"
-#include "model/wan_io.h"
+#include "core/common.h"
+#include "model/io/wan_io.h"
 #include "optim/adamw.h"
 #include "train/checkpoint.h"
 #include "train/flow.h"
@@ -161,7 +161,7 @@ int cmd_train(int argc, char **argv) {
     const osp_train_cfg *tc = &c->train;
     char err[1024], path[4200];
     t->be = cli_backend(c->device);
-    /* read per call by the CUDA attention (model/cuda_attn_cudnn.cu): keep the backward on
+    /* read per call by the CUDA attention (model/cuda/cudnn.cu): keep the backward on
      * osp's deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
     if (tc->deterministic) setenv("OSP_DETERMINISTIC", "1", 1);
     if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);

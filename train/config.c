@@ -10,7 +10,7 @@
  * copy, so on error the caller's struct is left untouched.
  */
 #include "train/config.h"
-#include "common.h"
+#include "core/common.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,13 +1,13 @@
 /*
  * flow.c — flow-matching noise, sigma sampling, schedules and solvers (flow.h).
  */
-#include "flow.h"
+#include "train/flow.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/common.h"
+#include "core/common.h"
 
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "model/common.h"
+#include "train/cli.h"
+#include "core/common.h"
 
 static const struct {
     const char *name;

@@ -1,7 +1,7 @@
 /*
  * metrics.c — log lines, progress line and metrics.jsonl (see metrics.h).
  */
-#include "metrics.h"
+#include "train/metrics.h"
 
 #include <math.h>
 #include <stdarg.h>
