@@ -16,23 +16,39 @@
 #include <time.h>
 #include <unistd.h>
 
+static osp_fatal_hook fatal_hook;
+static char error_prefix[64];
+
+void osp_set_fatal_hook(osp_fatal_hook hook) { fatal_hook = hook; }
+
+void osp_exit(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    osp_fatal_hook hook = fatal_hook;
+    fatal_hook = NULL; /* a failure inside the hook must not recurse */
+    if (hook) hook(code);
+    exit(code);
+}
+
+void osp_set_error_prefix(const char *prefix) { snprintf(error_prefix, sizeof error_prefix, "%s", prefix ? prefix : ""); }
+const char *osp_error_prefix(void) { return error_prefix; }
+
 void osp_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "osp: error: ");
+    fprintf(stderr, "osp: error: %s", error_prefix);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    fflush(stderr);
-    exit(1);
+    osp_exit(1);
 }
 
 void *osp_malloc_at(size_t n, const char *file, int line) {
     void *p = malloc(n ? n : 1);
     if (!p) {
-        fprintf(stderr, "osp: out of memory at %s:%d allocating %zu bytes (hint: smaller batch/shape)\n",
-                file, line, n);
-        exit(1);
+        fprintf(stderr, "osp: error: %sout of memory at %s:%d allocating %zu bytes (hint: smaller batch/shape)\n",
+                error_prefix, file, line, n);
+        osp_exit(1);
     }
     return p;
 }
@@ -40,9 +56,9 @@ void *osp_malloc_at(size_t n, const char *file, int line) {
 void *osp_calloc_at(size_t n, size_t sz, const char *file, int line) {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     if (!p) {
-        fprintf(stderr, "osp: out of memory at %s:%d allocating %zu x %zu bytes (hint: smaller batch/shape)\n",
-                file, line, n, sz);
-        exit(1);
+        fprintf(stderr, "osp: error: %sout of memory at %s:%d allocating %zu x %zu bytes (hint: smaller batch/shape)\n",
+                error_prefix, file, line, n, sz);
+        osp_exit(1);
     }
     return p;
 }

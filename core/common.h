@@ -13,17 +13,30 @@
 #include <stdlib.h>
 #include <stdbool.h>
 
-/* Print "osp: error: <msg>" plus a hint and exit(1). Used for user-facing errors
- * (bad files, bad config) where the message already names the file/key. */
+/* The one way osp ends on a fatal error. Every error path (osp_die, OSP_CHECK, out of memory,
+ * CUDA/cuBLAS/cuDNN failures) prints its one line and then calls osp_exit, never exit():
+ * osp_exit runs the hook installed with osp_set_fatal_hook (the parallel layer points it at
+ * MPI_Abort, so one rank's error takes the whole job down), then exits with `code`. */
+typedef void (*osp_fatal_hook)(int code);
+void osp_set_fatal_hook(osp_fatal_hook hook);
+void osp_exit(int code) __attribute__((noreturn));
+
+/* Text put before every error line ("" by default; "rank 3: " under MPI), so a message from
+ * one of many ranks says which one it came from. */
+void osp_set_error_prefix(const char *prefix);
+const char *osp_error_prefix(void);
+
+/* Print "osp: error: <msg>" and osp_exit(1). Used for user-facing errors (bad files, bad
+ * config) where the message already names the file/key. */
 void osp_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /* Internal invariant check: prints file:line, the failed expression and a hint. */
 #define OSP_CHECK(cond, hint)                                                       \
     do {                                                                            \
         if (!(cond)) {                                                              \
-            fprintf(stderr, "osp: internal error at %s:%d: check `%s` failed (%s)\n", \
-                    __FILE__, __LINE__, #cond, hint);                               \
-            exit(1);                                                                \
+            fprintf(stderr, "osp: error: %sinternal error at %s:%d: check `%s` failed (%s)\n", \
+                    osp_error_prefix(), __FILE__, __LINE__, #cond, hint);           \
+            osp_exit(1);                                                            \
         }                                                                           \
     } while (0)
 

@@ -57,9 +57,9 @@ void osp_cuda_launch_check(const char *file, int line) {
         if (sync_each_launch) e = cudaStreamSynchronize(osp_cuda_stream);
     }
     if (e != cudaSuccess) {
-        fprintf(stderr, "osp: CUDA kernel launch failed at %s:%d: %s (hint: %s)\n", file, line, cudaGetErrorString(e),
+        fprintf(stderr, "osp: error: CUDA kernel launch failed at %s:%d: %s (hint: %s)\n", file, line, cudaGetErrorString(e),
                 osp_cuda_hint(e));
-        exit(1);
+        osp_exit(1);
     }
 }
 
@@ -85,9 +85,9 @@ static void *cu_alloc(size_t bytes) {
     if (e != cudaSuccess) {
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);
-        fprintf(stderr, "osp: cudaMalloc of %zu bytes failed: %s (%zu of %zu MiB free; hint: %s)\n", bytes,
+        fprintf(stderr, "osp: error: cudaMalloc of %zu bytes failed: %s (%zu of %zu MiB free; hint: %s)\n", bytes,
                 cudaGetErrorString(e), fr >> 20, tot >> 20, osp_cuda_hint(e));
-        exit(1);
+        osp_exit(1);
     }
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, osp_cuda_stream));
     return p;

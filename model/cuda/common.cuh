@@ -28,9 +28,9 @@ extern "C" {
     do {                                                                                              \
         cudaError_t err_ = (call);                                                                    \
         if (err_ != cudaSuccess) {                                                                    \
-            fprintf(stderr, "osp: CUDA error at %s:%d: %s -> %s (hint: %s)\n", __FILE__, __LINE__, #call, \
-                    cudaGetErrorString(err_), osp_cuda_hint(err_));                                   \
-            exit(1);                                                                                  \
+            fprintf(stderr, "osp: error: %sCUDA error at %s:%d: %s -> %s (hint: %s)\n", osp_error_prefix(),    \
+                    __FILE__, __LINE__, #call, cudaGetErrorString(err_), osp_cuda_hint(err_));        \
+            osp_exit(1);                                                                                  \
         }                                                                                             \
     } while (0)
 
@@ -38,11 +38,12 @@ extern "C" {
     do {                                                                                              \
         cublasStatus_t st_ = (call);                                                                  \
         if (st_ != CUBLAS_STATUS_SUCCESS) {                                                           \
-            fprintf(stderr, "osp: cuBLASLt error at %s:%d: %s -> %s (hint: %s)\n", __FILE__, __LINE__,  \
+            fprintf(stderr, "osp: error: %scuBLASLt error at %s:%d: %s -> %s (hint: %s)\n", osp_error_prefix(), \
+                    __FILE__, __LINE__,                                                               \
                     #call, cublasLt_status_name(st_),                                                 \
                     st_ == CUBLAS_STATUS_NOT_SUPPORTED ? "shape/alignment not supported by this algo" \
                                                        : "check shapes, leading dims and the workspace");  \
-            exit(1);                                                                                  \
+            osp_exit(1);                                                                                  \
         }                                                                                             \
     } while (0)
 

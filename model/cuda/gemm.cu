@@ -277,11 +277,11 @@ static gemm_plan *plan_get(const gemm_key *key) {
             return NULL;
         }
         fprintf(stderr,
-                "osp: cuBLASLt found no algorithm for m=%lld n=%lld k=%lld (ta=%d tb=%d, compute %d): %s "
+                "osp: error: cuBLASLt found no algorithm for m=%lld n=%lld k=%lld (ta=%d tb=%d, compute %d): %s "
                 "(hint: try OSP_CUDA_GEMM=fp32)\n",
                 (long long)key->m, (long long)key->n, (long long)key->k, key->ta, key->tb, key->compute,
                 cublasLt_status_name(st));
-        exit(1);
+        osp_exit(1);
     }
     p->algo = res.algo;
     return p;
