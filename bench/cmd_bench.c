@@ -28,6 +28,7 @@ static const struct {
     {"skiparse", bench_skiparse, "layout moves (gathers) vs the attention time the sparse layout saves"},
     {"hif8", bench_hif8, "absmax + HiF8 fake quantisation of the GEMM operands vs the GEMMs"},
     {"step", bench_step, "(CUDA) one 1.3B training step at 480P with device memory"},
+    {"fp8", bench_fp8, "(CUDA) HiF8 linear layers on E4M3 tensor cores vs bf16 and the bf16 emulation"},
 };
 #define NSECTIONS ((int)(sizeof sections / sizeof sections[0]))
 

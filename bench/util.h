@@ -93,6 +93,7 @@ void bench_skiparse(bench_ctx *b);
 void bench_hif8(bench_ctx *b);
 void bench_dit(bench_ctx *b);
 void bench_step(bench_ctx *b);
+void bench_fp8(bench_ctx *b); /* bench/fp8.c */
 
 /* whether the backend stores attention / GEMM-only activations bf16 now (ops.h act16_on) */
 bool bench_act16(const bench_ctx *b);
