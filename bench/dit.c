@@ -149,7 +149,7 @@ void bench_dit(bench_ctx *b) {
         dit_variant_run(b, &bm, &full, shapes, names, 3, base_f, base_fb, NULL, js);
         dit_variant_run(b, &bm, &hyb, shapes, names, 3, base_f, base_fb, hyb_f, js);
         /* ideal hybrid speedup from this run's attention share: the same forward with every
-         * sparse block's attention costing exactly 1/P^2 of full attention (skiparse.md) */
+         * sparse block's attention costing exactly 1/P^2 of full attention (docs/skiparse.md §11) */
         printf("%-8s %10s %12s %12s %10s %10s %10s\n", "shape", "attn ms", "attn share", "ideal ms", "ideal", "got",
                "of ideal");
         json_t *ideal = bench_section(b, "hybrid_ideal");
@@ -200,7 +200,7 @@ void bench_step(bench_ctx *b) {
     json_t *js = bench_section(b, "step");
     bench_ctx mc = model_ctx(b);
     const double GiB = 1024.0 * 1024.0 * 1024.0;
-    /* full, hybrid (P 2, K 8), and full with HiF8 fake-quantised GEMMs (hif8.md §9.2) under
+    /* full, hybrid (P 2, K 8), and full with HiF8 fake-quantised GEMMs (docs/hif8.md §7) under
      * current and delayed scaling: the last two give what quantisation adds to a step */
     static const char *const vname[4] = {"full", "hybrid", "hif8", "hif8-dly"};
     double full_step = 0;

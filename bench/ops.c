@@ -392,7 +392,7 @@ typedef struct {
     float *ds; /* device scales x, W, dy (backends with hif8_scale_dev) */
 } fq_arg;
 
-/* scale as the current-scaling recipe computes it: target / amax (hif8.md §9) */
+/* scale as the current-scaling recipe computes it: target / amax (docs/hif8.md §4) */
 static float fq_scale(float amax) { return 15.0f / (amax > 1e-8f ? amax : 1e-8f); }
 
 /* What runs before the quantised GEMM: the scales (on the device where the backend keeps them

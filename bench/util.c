@@ -112,7 +112,7 @@ float *bench_rand(bench_ctx *b, int64_t n, float a) {
 /* ------------------------------------------------------------------ models */
 
 bench_model bench_model_default(const bench_ctx *b) {
-    if (b->cuda) /* Wan2.1-T2V-1.3B (wan21.md §6) at 480P, 81 frames: 21x30x52 = 32,760 tokens */
+    if (b->cuda) /* Wan2.1-T2V-1.3B (docs/model.md §9) at 480P, 81 frames: 21x30x52 = 32,760 tokens */
         return (bench_model){"Wan2.1-1.3B 480P", 1536, 8960, 12, 30, 4096, 512, 21, 60, 104};
     if (b->quick) /* 4x8x16 = 512 tokens */
         return (bench_model){"cpu-quick", 128, 512, 1, 2, 256, 32, 4, 16, 32};

@@ -1,5 +1,5 @@
 /*
- * model/qlinear.h — HiF8 fake-quantised linear layer (hif8.md §9.2, OSP-Next's HIF8Linear):
+ * model/qlinear.h — HiF8 fake-quantised linear layer (docs/hif8.md §7, OSP-Next's HIF8Linear):
  *   forward   y  = fq(x; s_x) fq(W; s_w)^T + b          s = forward_target / amax
  *   backward  g  = fq(dy; s_g)                           s_g = grad_target / amax(dy)
  *             dx = g fq(W; s_w);  dW = g^T fq(x; s_x);  db = colsum(g)

@@ -1,5 +1,5 @@
 /*
- * skiparse.c — Skiparse-2D layouts as index tables (see skiparse.h and skiparse.md).
+ * skiparse.c — Skiparse-2D layouts as index tables (see skiparse.h and docs/skiparse.md).
  * All tables are built once per latent shape on the host; backends receive copies.
  */
 #include "model/skiparse.h"

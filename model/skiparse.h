@@ -1,5 +1,5 @@
 /*
- * skiparse.h — Skiparse-2D token layouts (skiparse.md §3-§5) as index tables.
+ * skiparse.h — Skiparse-2D token layouts (docs/skiparse.md §2-§4) as index tables.
  *
  * A layout says where every token of a batch of B same-shaped samples sits in a
  * [R, N, D] activation:
@@ -8,11 +8,11 @@
  *   group  : as token with s = ((h/P) mod P)*P + (w/P) mod P, compact position (S3)
  * where H', W' are H, W padded at the bottom/right to multiples of P*P (S1).
  * Inside a subsequence, tokens are stored in the order (h', t, w') of their compact
- * coordinates: compact row outermost, then frame, then compact column. skiparse.md stores
+ * coordinates: compact row outermost, then frame, then compact column. OSP-Next stores
  * them (t, h', w'); attention inside a subsequence does not depend on the order (RoPE is
- * carried by each position, §6), the lemma (S4) maps compact coordinates and holds for any
+ * carried by each position, §8), the lemma (S4) maps compact coordinates and holds for any
  * storage order both patterns share (the switch stays an involution), and with T = 1 the two
- * orders coincide (the worked example of §3.5). The point: padding rows (h >= H) have the
+ * orders coincide (the worked example of §5). The point: padding rows (h >= H) have the
  * largest h' in both patterns, so when only H is padded (Wan2.1 at 480P, 720P) every
  * subsequence is its valid tokens followed by its padding, and attention can skip the
  * padding by length (cuDNN's padding mask) instead of computing and masking it.
@@ -21,7 +21,7 @@
  * the gather tables that move a tensor between layouts. Moves are gathers whose
  * backward is the scatter-add with the same table, so enter / switch / leave need no
  * model code of their own; the token<->group switch is a permutation that is its own
- * inverse (skiparse.md §4).
+ * inverse (docs/skiparse.md §6; the § and (Sn) above refer to that page too).
  */
 #ifndef OSP_SKIPARSE_H
 #define OSP_SKIPARSE_H

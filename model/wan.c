@@ -464,7 +464,7 @@ void wan_pos_table(float *tab, int f, int h, int w, int D) {
             }
 }
 
-/* sinusoidal timestep embedding in float64, cos first (wan21.md (4)-(5)) */
+/* sinusoidal timestep embedding in float64, cos first (docs/model.md §3) */
 static void sinusoid(float *out, const float *t, int B, int freq) {
     int half = freq / 2;
     for (int b = 0; b < B; b++)

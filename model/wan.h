@@ -1,6 +1,6 @@
 /*
- * wan.h — the Wan2.1 DiT (wan21.md §2) with OSP-Next hybrid Skiparse attention
- * (skiparse.md §5) and optional HiF8 fake-quantised GEMMs (hif8.md §9.2): parameters in
+ * wan.h — the Wan2.1 DiT (docs/model.md §3-§6) with OSP-Next hybrid Skiparse attention
+ * (docs/skiparse.md §9) and optional HiF8 fake-quantised GEMMs (docs/hif8.md §8): parameters in
  * one arena, gradients in a second arena of identical layout, activations in a third,
  * sized once per latent shape. Forward and an explicit backward; every numeric op goes
  * through an osp_backend, so the same code runs on the CPU and on CUDA.
@@ -65,7 +65,7 @@ float *wan_params(wan_model *m); /* backend memory, [wan_arena_floats] */
 float *wan_grads(wan_model *m);  /* backend memory, same layout */
 void wan_zero_grads(wan_model *m);
 
-/* Wan2.1 from-scratch init (wan21.md §4), deterministic from seed (host RNG, uploaded). */
+/* Wan2.1 from-scratch init (docs/model.md §7), deterministic from seed (host RNG, uploaded). */
 void wan_init_weights(wan_model *m, uint64_t seed);
 
 /* Size activations for a batch of B latents [C,T,H,W] (re-sizes only on change). */

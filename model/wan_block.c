@@ -1,8 +1,8 @@
 /*
- * wan_block.c — one WanAttentionBlock (wan21.md §2.6) forward and backward, in whatever
+ * wan_block.c — one WanAttentionBlock (docs/model.md §4) forward and backward, in whatever
  * layout the block runs (raster for full attention, token/group for Skiparse blocks:
  * only the row count, RoPE positions and key mask differ), plus the HiF8
- * fake-quantised linear wrapper (hif8.md §9.2: x and W rounded with scales mapping
+ * fake-quantised linear wrapper (docs/hif8.md §7: x and W rounded with scales mapping
  * amax to the forward target, dY with the gradient target, straight-through).
  */
 #include <math.h>

@@ -1,5 +1,5 @@
 /*
- * hif8.c — HiFloat8 codec on the CPU: the bit-form encoder of the spec (integer operations on
+ * hif8.c — HiFloat8 codec on the CPU: the bit-form encoder of docs/hif8.md §3 (integer operations on
  * the float32 bits, no libm), a compile-time decode table, and the fused round trip that fake
  * quantization uses. The CUDA twin is quant/hif8_cuda.cuh; tests/test_hif8.c checks this file
  * exhaustively against an independent value-domain reference.
@@ -63,14 +63,14 @@ typedef struct {
     uint32_t q; /* significand with its leading 1 */
 } hif8_parts;
 
-/* Mantissa width of binade e (spec E4): 3 for |e| <= 3, 2 for |e| <= 7, 1 for |e| <= 15 and 0
+/* Mantissa width of binade e (docs/hif8.md (E4)): 3 for |e| <= 3, 2 for |e| <= 7, 1 for |e| <= 15 and 0
  * (powers of two only) in the denormal binades e <= -16. */
 static inline int hif8_width(int e) {
     int ae = e < 0 ? -e : e;
     return ae <= 3 ? 3 : ae <= 7 ? 2 : ae <= 15 ? 1 : 0;
 }
 
-/* Spec steps (E1)-(E8) on the magnitude bits a = bits(|x|). Rounding is to nearest with ties
+/* Steps (E1)-(E8) of docs/hif8.md §3 on the magnitude bits a = bits(|x|). Rounding is to nearest with ties
  * away from zero on the grid of the input's own binade: adding half an ulp of that grid to the
  * 24-bit significand and truncating does exactly that. A carry out of the binade gives an exact
  * power of two, representable in the next binade whatever its width. */

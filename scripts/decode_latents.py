@@ -7,7 +7,7 @@ usage:
 
 LATENTS.h5 holds `latents` [N,16,T,H,W] (float32; float16, or uint16 with attribute
 dtype="bfloat16", are accepted too): NORMALISED Wan-VAE latents, z = (mu - mean) / std
-per channel, which is what the DiT trains on and `osp sample` writes (wan21.md §10.2).
+per channel, which is what the DiT trains on and `osp sample` writes (docs/model.md §2).
 An optional `prompts` [N] string dataset names the output files.
 
 Each clip is un-normalised (mu = z * std + mean), decoded by diffusers' AutoencoderKLWan
@@ -39,7 +39,7 @@ import re
 import sys
 import time
 
-# Wan2.1 VAE per-channel latent statistics (wan21.md §10.2; identical to diffusers' defaults)
+# Wan2.1 VAE per-channel latent statistics (Wan2.1 wan/modules/vae.py; identical to diffusers' defaults)
 WAN_LATENTS_MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
                     0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]
 WAN_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,

@@ -3,7 +3,7 @@
 
 For N clips of a shapes-world file (osp data synth: text rows are the words "color shape
 moving direction", labels [N,3] = color, shape, direction), it computes the flow-matching loss
-(wan21.md: x = (1-s) x0 + s eps, target eps - x0, timestep 1000 s) at fixed noise levels with
+(docs/model.md §11: x = (1-s) x0 + s eps, target eps - x0, timestep 1000 s) at fixed noise levels with
 `osp forward`, once with the true prompts and once with one word replaced: the colour by another
 colour, the shape by another shape, the direction by its opposite (left<->right, up<->down),
 and with no text at all (a word with a single value in the file: n/a). Same noise in every

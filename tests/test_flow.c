@@ -1,6 +1,6 @@
 /*
  * test_flow.c — flow-matching pieces of train/flow.c:
- *  - the shifted sampling schedule reproduces Wan's integer timesteps (wan21.md §9.2:
+ *  - the shifted sampling schedule reproduces Wan's integer timesteps (docs/model.md §12:
  *    shift 5, 50 steps -> 999, 995, 991, 987, 982, 978, ..., 241, 172, 92);
  *  - Euler and UniPC integrate the exact probability-flow ODE of a Gaussian data
  *    distribution (closed-form velocity E[eps - x0 | x_sigma]) towards the exact endpoint:

@@ -1,6 +1,6 @@
 /*
  * test_hif8.c — HiFloat8 codec and fake-quantization helpers on the CPU:
- *   1. every float32 -> HiF8 vector of the spec (both overflow modes) and the decode-only checks;
+ *   1. every float32 -> HiF8 test vector (docs/hif8.md §3) (both overflow modes) and the decode-only checks;
  *   2. the decode table against an independent field-mask decoder, and value-set counts;
  *   3. all 256 codes (0x80 aside) re-encode to themselves;
  *   4. every float32 bit pattern with |x| in [2^-25, 2^16], both signs and both modes, against a
@@ -36,7 +36,7 @@ static uint32_t f2u(float f) {
 
 /* ---- independent references ---- */
 
-/* Decoder from the field-mask table of the spec, in double with ldexp. */
+/* Decoder from the field-mask layout of docs/hif8.md §1, in double with ldexp. */
 static double ref_decode(unsigned b) {
     if (b == 0x80) return NAN;
     double sg = (b & 0x80) ? -1.0 : 1.0;
@@ -63,7 +63,7 @@ static double ref_decode(unsigned b) {
     return sg * ldexp(1.0 + (double)M / (double)(1 << w), E);
 }
 
-/* Mantissa bits of binade e, written from the spec's region list. */
+/* Mantissa bits of binade e, written from the region list of docs/hif8.md §2. */
 static int ref_width(int e) {
     if (e <= -16) return 0;
     if (e >= -3 && e <= 3) return 3;
@@ -98,7 +98,7 @@ static double ref_round_raw(uint32_t a) {
     return ref_round_binade(m, ldexp(1.0, w - e), ldexp(1.0, e - w));
 }
 
-/* ---- 1. spec vectors ---- */
+/* ---- 1. test vectors ---- */
 
 static void test_vectors(void) {
     static const struct {

@@ -11,7 +11,7 @@
  *     tile, Rkv < R, Nq != Nk, sizes off the 64/256 tiles, head dims 32 and 128, and
  *     8192 tokens (sampled rows vs float64; peak RSS growth far below N*N*4 bytes);
  *   - RoPE transpose identity and 44/42/42 split, gather/scatter adjointness, patch_map
- *     orders of wan21.md (2)/(21), mse/sumsq/absmax, AdamW/EMA one step vs double;
+ *     orders of docs/model.md §3/§6, mse/sumsq/absmax, AdamW/EMA one step vs double;
  *   - every backward ADDS into its outputs (prefilled buffers);
  *   - bit-identical reducing backwards for 1 vs 2 OpenMP threads, and whatever OpenBLAS
  *     thread count was set before the backend was fetched (see notes/ops_tests.md).
@@ -557,7 +557,7 @@ static void test_gate_res_move(void) {
     free(idx), free(x), free(y), free(mod), free(tmp), free(ref), free(out);
 }
 
-/* patch_map vs the literal feature orders of wan21.md (2) (c,pt,ph,pw) and (21) (pt,ph,pw,c) */
+/* patch_map vs the literal feature orders of docs/model.md §3 (c,pt,ph,pw) and §6 (pt,ph,pw,c) */
 static void test_patch_map(int B, int C, int T, int Hs, int Ws, int pt, int ph, int pw) {
     int f = T / pt, hh = Hs / ph, ww = Ws / pw, F = C * pt * ph * pw;
     int64_t nv = (int64_t)B * C * T * Hs * Ws, ntk = (int64_t)B * f * hh * ww * F;

@@ -36,7 +36,7 @@ static float amax(const float *x, int64_t n) {
     return m;
 }
 
-/* fq(x) = hif8(x*s)/s with s = target/amax, each step rounded to fp32 as the spec says */
+/* fq(x) = hif8(x*s)/s with s = target/amax, each step rounded to fp32 as docs/hif8.md §4 says */
 static void fq_ref(float *y, const float *x, int64_t n, float target) {
     float s = target / fmaxf(amax(x, n), 1e-8f);
     for (int64_t i = 0; i < n; i++) y[i] = hif8_to_float(hif8_from_float(x[i] * s, false)) / s;

@@ -4,7 +4,7 @@
 # block as dense attention with a same-subsequence block mask (independent of osp's
 # pad/rearrange/switch implementation). Output and all parameter gradients of sum(out * R).
 # 8 layers, num_full_blocks 4: blocks 0,1,6,7 full, 2 token, 3 group, 4 token, 5 group
-# (K <= num_layers/2 per skiparse.md 5.1, and a group->token switch is exercised); one case has
+# (K <= num_layers/2 per OSP-Next, docs/skiparse.md §9, and a group->token switch is exercised); one case has
 # whole-clip temporal patches and osp's sin-cos position table (the demo's model).
 # Tolerance: relative error ||a-b||/||b|| <= 1e-4 per dataset.
 # Env: OSP (osp binary), PY (python with torch/h5py/numpy), TMPROOT (scratch root).
@@ -19,7 +19,7 @@ mkdir -p "$TMPROOT"
 WORK=$(mktemp -d "$TMPROOT/ref_hybrid.XXXXXX")
 trap 'rc=$?; if [ $rc -eq 0 ]; then rm -rf "$WORK"; else echo "test_ref_hybrid: FAILED (rc=$rc), files kept in $WORK"; fi' EXIT
 
-# 0. reference self-checks: skiparse.md 3.5 worked example, mask == literal pad/rearrange path
+# 0. reference self-checks: docs/skiparse.md §5 worked example, mask == literal pad/rearrange path
 #    (forward and gradients, padded grids), K = num_layers == full, P = 1 == full
 "$PY" "$REF/wan_ref.py" --selftest hybrid
 

@@ -379,7 +379,7 @@ static void test_keys(void) {
     CHECK(bad == 0, "%d layout mapping failures over %d keys", bad, n);
     free(diff);
 
-    /* parameter totals of the two published configs (spec: 1,418,996,800 and 14,288,491,584) */
+    /* parameter totals of the two published configs (docs/model.md §9: 1,418,996,800 and 14,288,491,584) */
     wan_dims cfg[2] = {{1536, 8960, 30, 16, 16, 4096, 256, {1, 2, 2}}, {5120, 13824, 40, 16, 16, 4096, 256, {1, 2, 2}}};
     long long want[2] = {1418996800LL, 14288491584LL};
     for (int c = 0; c < 2; c++) {

@@ -1,14 +1,14 @@
 /*
- * test_skiparse.c — Skiparse-2D layouts (model/skiparse.c) against skiparse.md §3-§5:
+ * test_skiparse.c — Skiparse-2D layouts (model/skiparse.c) against docs/skiparse.md §2-§7:
  *   1. every position of the token / group / raster layouts sits exactly where (S1)-(S3)
  *      put its padded-grid cell (a bijection onto the padded grid), with RoPE positions,
  *      validity (h < H and w < W) and the padding amount of (S1);
- *   2. the worked example of §3.5 (subsequence-id maps, member order, token 3 -> group);
+ *   2. the worked example of §5 (subsequence-id maps, member order, token 3 -> group);
  *   3. move tables: the lemma (S4), switch o switch = identity, the switch is an
  *      involution (same table both ways), every token/group subsequence pair shares
  *      exactly N/P^2 tokens (one all-to-all), enter-then-switch = direct enter,
  *      leave o enter = identity, padding created exactly at invalid positions;
- *   4. valid counts at 720P, P = 2 (19,320 / 18,480, §3.4) and the dual_end schedule;
+ *   4. valid counts at 720P, P = 2 (19,320 / 18,480, §12) and the dual_end schedule;
  *   5. THE KEY TEST: attention run in a rearranged layout (gather, osp attn with
  *      R = P^2 B rows and the layout's key mask, gather back) equals dense attention on
  *      the raster layout with the block mask "same subsequence" computed in float64,
@@ -28,7 +28,7 @@
 static const osp_backend *be;
 static tu_rng rng = {99991u};
 
-/* subsequence of raster cell (h, w) by the formulas of skiparse.md, not the library */
+/* subsequence of raster cell (h, w) by the formulas of docs/skiparse.md, not the library */
 static int sub_of(skip_kind k, int P, int h, int w) {
     if (k == LAYOUT_TOKEN) return (h % P) * P + w % P;            /* (S2) */
     if (k == LAYOUT_GROUP) return ((h / P) % P) * P + (w / P) % P; /* (S3) */
@@ -92,7 +92,7 @@ static void test_membership(int B, int T, int H, int W, int P) {
 static void test_worked_example(void) {
     static const char *tok_map[4] = {"01010101", "23232323", "01010101", "23232323"};
     static const char *grp_map[4] = {"00110011", "00110011", "22332233", "22332233"};
-    /* member order (h, w) in storage order, as listed in §3.5 (ellipses expanded by the
+    /* member order (h, w) in storage order, as listed in §5 (ellipses expanded by the
      * stated rule), -1 terminated */
     static const int tok_mem[4][33] = {
         {0, 0, 0, 2, 0, 4, 0, 6, 2, 0, 2, 2, 2, 4, 2, 6, 4, 0, 4, 2, 4, 4, 4, 6, 6, 0, 6, 2, 6, 4, 6, 6, -1},
@@ -106,7 +106,7 @@ static void test_worked_example(void) {
         {2, 2, 2, 3, 2, 6, 2, 7, 3, 2, 3, 3, 3, 6, 3, 7, 6, 2, -1}};
     /* token subsequence 3 -> (group subsequence, position): (h, w, g, pos) */
     static const int t3[9][4] = {{1, 1, 0, 5}, {1, 3, 1, 5}, {1, 5, 0, 7}, {1, 7, 1, 7}, {3, 1, 2, 5},
-                                 {3, 3, 3, 5}, {5, 1, 0, 13}, {7, 7, 3, 15}, {1, 3, 1, 5} /* §4 item 4 */};
+                                 {3, 3, 3, 5}, {5, 1, 0, 13}, {7, 7, 3, 15}, {1, 3, 1, 5} /* §6 example */};
     skip_layout tl, gl;
     skip_layout_init(&tl, LAYOUT_TOKEN, 1, 1, 8, 8, 2);
     skip_layout_init(&gl, LAYOUT_GROUP, 1, 1, 8, 8, 2);
@@ -248,7 +248,7 @@ static void test_schedule(void) {
         bad += skip_block_kind(1, 40, 0, i) != (i % 2 == 0 ? LAYOUT_TOKEN : LAYOUT_GROUP); /* K = 0 */
         bad += skip_block_kind(0, 40, 8, i) != LAYOUT_RASTER;
     }
-    /* F % 4 == 0: first sparse block is token, last is group (§5.1) */
+    /* F % 4 == 0: first sparse block is token, last is group (§9) */
     for (int F = 0; F <= 20; F += 4) bad += skip_block_kind(1, 40, F, F / 2) != LAYOUT_TOKEN || skip_block_kind(1, 40, F, 39 - F / 2) != LAYOUT_GROUP;
     bad += strcmp(skip_kind_name(LAYOUT_RASTER), "full") || strcmp(skip_kind_name(LAYOUT_TOKEN), "token") ||
            strcmp(skip_kind_name(LAYOUT_GROUP), "group");

@@ -120,7 +120,7 @@ c12=$(extract C/metrics.jsonl | grep '^12 ' | cut -d' ' -f2)
 echo "  step-12 loss $a12 -> $c12 (the check is sensitive to the restored history)"
 
 # Delayed scaling without saturation must train too. head.head.weight starts at zero
-# (wan21.md §4), so every block's output gradient is exactly 0 at step 1; that zero amax
+# (docs/model.md §7), so every block's output gradient is exactly 0 at step 1; that zero amax
 # must not become the next step's scale (target / 1e-8 overflows every gradient to Inf).
 echo "== hif8 delayed scaling, saturate=false: 4 steps without non-finite updates"
 rm -rf Q

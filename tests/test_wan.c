@@ -7,7 +7,7 @@
  *  - activation recomputation gives bit-identical outputs and gradients;
  *  - a HiF8-quantised model runs forward/backward with finite results and differs from
  *    the unquantised one by a quantisation-sized amount.
- * The head weight is zero at Wan init, so tests draw all weights at random (wan21.md §12.11).
+ * The head weight is zero at Wan init, so tests draw all weights at random (docs/model.md §7).
  */
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /*
  * test_wan_gpu.c — the whole Wan DiT on the CUDA backend against the CPU backend: a tiny model
- * (random weights everywhere, the head included: Wan init zeroes it, wan21.md §12.11) runs
+ * (random weights everywhere, the head included: Wan init zeroes it, docs/model.md §7) runs
  * forward and backward of loss = sum(out * R) on both backends from the same parameters and
  * inputs (uploaded with be->upload), and the GPU's output, input gradients and every parameter
  * gradient are compared with ||gpu - cpu|| / ||cpu||.

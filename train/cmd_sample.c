@@ -1,6 +1,6 @@
 /*
  * cmd_sample.c — `osp sample`: text-to-video sampling with the shifted flow-matching
- * schedule (wan21.md §9), Euler or UniPC, and classifier-free guidance against an empty
+ * schedule (docs/model.md §12), Euler or UniPC, and classifier-free guidance against an empty
  * (all-zero) or given negative prompt embedding. Writes latents to HDF5; for pixel-space
  * models (3 channels) also an animated GIF and PNG frames per prompt, named after the
  * prompt, and the shapes-world probe's verdict when the prompt is a shapes prompt.

@@ -1,5 +1,5 @@
 /*
- * cmd_train.c — `osp train CONFIG`: flow-matching training (wan21.md §8) of the hybrid
+ * cmd_train.c — `osp train CONFIG`: flow-matching training (docs/model.md §11) of the hybrid
  * Wan DiT on HDF5 latents with AdamW, gradient accumulation, validation, metrics,
  * crash-safe checkpoints, bit-exact resume and SLURM-style preemption (SIGTERM/SIGUSR1
  * save a checkpoint and exit 0). `--init CKPT` starts from any Wan2.1 checkpoint

@@ -1,5 +1,5 @@
 /*
- * flow.h — flow matching for Wan-style DiTs (wan21.md §8-§9): counter-based random
+ * flow.h — flow matching for Wan-style DiTs (docs/model.md §11-§12): counter-based random
  * numbers (so a resumed run draws exactly the numbers it would have drawn), sigma
  * sampling for training (logit-normal or uniform, with shift), building x_sigma and the
  * velocity target, the shifted sampling schedule with Wan's integer timesteps, and the
@@ -26,7 +26,7 @@ float flow_train_sigma(bool logit_normal, float mean, float std, float shift, ui
 /* x_sigma = (1-sigma) x0 + sigma eps; target = eps - x0  (per sample sigma[b], n per sample) */
 void flow_make_pair(float *xs, float *target, const float *x0, const float *eps, const float *sigma, int B, int64_t n);
 
-/* Sampling schedule (wan21.md §9.2): sigmas[0..N] with sigmas[N] = 0, and the model's
+/* Sampling schedule (docs/model.md §12): sigmas[0..N] with sigmas[N] = 0, and the model's
  * integer timesteps t[k] = trunc(1000 sigma[k]). */
 void flow_schedule(int N, float shift, float *sigmas, float *timesteps);
 

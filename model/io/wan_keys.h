@@ -4,7 +4,7 @@
  * reverse map to diffusers names, the expected key list with shapes for a given config,
  * and inference of the config from a checkpoint's tensor shapes.
  *
- * Layouts (see the Wan2.1 spec, checkpoint format, full key list):
+ * Layouts (docs/model.md §10 lists the full mapping):
  *   original   "blocks.3.self_attn.q.weight", "head.head.weight", "blocks.3.norm3.weight"
  *   diffusers  "blocks.3.attn1.to_q.weight", "proj_out.weight",  "blocks.3.norm2.weight"
  *   prefixed   "model.diffusion_model." + either of the above (ComfyUI repacks)

@@ -1,5 +1,5 @@
 """wan_ref.py -- independent float64 PyTorch reference of the Wan2.1 DiT (T2V), written from
-the spec (docs: wan21.md section 2, skiparse.md sections 3, 5, 6), used to check osp's C
+the model's description (docs/model.md §3-§6, docs/skiparse.md §2-§8), used to check osp's C
 implementation forward and backward.
 
 Two attention modes:
@@ -46,7 +46,7 @@ def make_config(dim=256, num_heads=2, ffn_dim=512, num_layers=2, in_dim=16, out_
 
 
 def param_shapes(cfg):
-    """Ordered {original key: shape} of every parameter (wan21.md 7.2)."""
+    """Ordered {original key: shape} of every parameter (docs/model.md §10)."""
     D, F, pt, ph, pw = cfg["dim"], cfg["ffn_dim"], *cfg["patch_size"]
     s = {}
     s["patch_embedding.weight"] = (D, cfg["in_dim"], pt, ph, pw)
@@ -97,7 +97,7 @@ def config_from_state(state, num_heads, text_len, eps=1e-6, **attn):
 
 
 # ----------------------------------------------------------------------------------------
-# key layouts: original <-> diffusers (pure renaming, wan21.md 7.2)
+# key layouts: original <-> diffusers (pure renaming, docs/model.md §10)
 
 _TO_DIFFUSERS = [
     (r"text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
@@ -335,7 +335,7 @@ def attention(q, k, v, mask=None):
 
 
 # ----------------------------------------------------------------------------------------
-# Skiparse-2D (skiparse.md 3, 5.1)
+# Skiparse-2D (docs/skiparse.md §2-§3, §9)
 
 
 def padded_extent(n, P):
@@ -634,7 +634,7 @@ WORKED_GROUP = WORKED_GROUP * 2
 
 
 def _selftest_hybrid(results):
-    # skiparse.md 3.5 worked example (T=1, H=W=8, P=2)
+    # docs/skiparse.md §5 worked example (T=1, H=W=8, P=2)
     for pattern, table in (("token", WORKED_TOKEN), ("group", WORKED_GROUP)):
         want = torch.tensor([[int(c) for c in row.split()] for row in table])
         err = float((subsequence_ids(8, 8, 2, pattern) != want).sum())
