@@ -174,7 +174,7 @@ def channel_stats(vae, z_dim):
         return list(mean), list(std), "VAE config latents_mean/latents_std"
     if z_dim != len(WAN_LATENTS_MEAN):
         die(f"VAE z_dim {z_dim} has no latents_mean/latents_std in its config and is not the Wan2.1 16")
-    return WAN_LATENTS_MEAN, WAN_LATENTS_STD, "Wan2.1 table (wan21.md §10.2)"
+    return WAN_LATENTS_MEAN, WAN_LATENTS_STD, "Wan2.1 table (docs/model.md)"
 
 
 def write_mp4(path, frames, fps):

@@ -16,9 +16,12 @@
 #define FP8_CACHE_SIZE 64
 #define FP8_K_ALIGN 16 /* FP8 operands: K-major with a 16-byte multiple leading dimension */
 
+enum { FP8_BIAS_NONE = 0, FP8_BIAS_F32, FP8_BIAS_BF16 };
+
 typedef struct {
     int64_t m, n, k, lda, ldb, ldc;
-    int c16, beta1, bias;
+    int c16, beta1, bias; /* bias: FP8_BIAS_* (the epilogue's bias type) */
+    int slot_a, slot_b;   /* which descale floats A and B use (fixed device addresses) */
     int align_a, align_b, align_c;
 } fp8_key;
 
@@ -34,6 +37,8 @@ static struct {
     cublasLtHandle_t lt;
     void *workspace;
     float *descale;              /* device [3]: 1 / (shift s) of x, W, dy */
+    __nv_bfloat16 *bias16;       /* bf16 copy of the bias where the epilogue wants that type */
+    int64_t bias16_n;
     unsigned long long *inexact; /* device counter */
     uint64_t total;              /* host counter: elements quantised */
     fp8_plan cache[FP8_CACHE_SIZE];
@@ -186,10 +191,13 @@ static fp8_plan *fp8_plan_get(const fp8_key *key) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (key->bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bt = CUDA_R_32F; /* the fp32 master bias, whatever D's type */
+        cudaDataType_t bt = key->bias == FP8_BIAS_F32 ? CUDA_R_32F : CUDA_R_16BF;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
+    const float *sa = F.descale + key->slot_a, *sb = F.descale + key->slot_b; /* before the heuristic */
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, key->k, key->m, key->lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_8F_E4M3, key->k, key->n, key->ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, key->c16 ? CUDA_R_16BF : CUDA_R_32F, key->m, key->n, key->ldc));
@@ -225,10 +233,35 @@ __global__ void fp8_bias_kernel(T *out, const float *t, const float *bias, int64
         val_store(&out[i], t[i] + (bias ? bias[i % m] : 0.0f));
 }
 
+__global__ void fp8_bias16_kernel(__nv_bfloat16 *dst, const float *b, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(b[i]);
+}
+
+/* One matmul with a plan for key (bias pointer of the key's type); the cuBLASLt status, so a
+ * configuration the heuristic offered but the library refuses at run time can be dropped. */
+static cublasStatus_t fp8_try(const fp8_key *key, const uint8_t *A, const uint8_t *B, void *C, const void *bias) {
+    fp8_plan *p = fp8_plan_get(key);
+    if (!p) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float alpha = 1.0f, beta = key->beta1 ? 1.0f : 0.0f;
+    cublasStatus_t st = cublasLtMatmul(F.lt, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+                                       F.workspace, FP8_WORKSPACE_BYTES, osp_cuda_stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) { /* remember: never again for this key */
+        fp8_plan_destroy(p);
+        p->key = *key;
+        p->used = p->noalgo = 1;
+    }
+    return st;
+}
+
 /* C (m x n column-major, ldc; fp32 or bf16 when c16) [+]= (dA dB) A^T B [+ bias], A stored k x m
- * and B stored k x n (E4M3, K-major, ld lda / ldb), dA / dB device descale floats. */
+ * and B stored k x n (E4M3, K-major, ld lda / ldb), descales F.descale[slot_a], [slot_b]. The
+ * bias epilogue takes the fp32 bias where cuBLASLt accepts it, else a bf16 copy (Hopper's E4M3
+ * kernels document bf16 biases), else the product goes to fp32 scratch and a kernel adds it. */
 static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t lda, const uint8_t *B, int64_t ldb,
-                     void *C, int c16, int64_t ldc, int beta1, const float *bias, const float *dA, const float *dB) {
+                     void *C, int c16, int64_t ldc, int beta1, const float *bias, int slot_a, int slot_b) {
     fp8_key key;
     memset(&key, 0, sizeof key);
     key.m = m;
@@ -239,33 +272,48 @@ static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t 
     key.ldc = ldc;
     key.c16 = c16;
     key.beta1 = beta1;
-    key.bias = bias != NULL;
+    key.slot_a = slot_a;
+    key.slot_b = slot_b;
     key.align_a = fp8_align(A);
     key.align_b = fp8_align(B);
     key.align_c = fp8_align(C);
-    fp8_plan *p = fp8_plan_get(&key);
-    if (!p && bias) { /* no bias epilogue for this shape: fp32 product, then bias (and rounding) */
-        OSP_CHECK(!beta1 && ldc == m, "fp8 GEMM: bias fallback with accumulation or a strided C");
-        float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(m * n));
-        fp8_gemm(m, n, k, A, lda, B, ldb, t, 0, m, 0, NULL, dA, dB);
-        unsigned nb = osp_cuda_blocks(m * n, 256);
-        if (c16) fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((__nv_bfloat16 *)C, t, bias, m, n);
-        else fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((float *)C, t, bias, m, n);
-        CUDA_LAUNCH_CHECK();
-        return;
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (bias) {
+        key.bias = FP8_BIAS_F32;
+        st = fp8_try(&key, A, B, C, bias);
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+            if (F.bias16_n < m) {
+                if (F.bias16) CUDA_CHECK(cudaFree(F.bias16));
+                CUDA_CHECK(cudaMalloc(&F.bias16, sizeof(__nv_bfloat16) * (size_t)m));
+                F.bias16_n = m;
+            }
+            fp8_bias16_kernel<<<osp_cuda_blocks(m, 256), 256, 0, osp_cuda_stream>>>(F.bias16, bias, m);
+            CUDA_LAUNCH_CHECK();
+            key.bias = FP8_BIAS_BF16;
+            st = fp8_try(&key, A, B, C, F.bias16);
+        }
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED) { /* no bias epilogue: fp32 product, then bias (and rounding) */
+            OSP_CHECK(!beta1 && ldc == m, "fp8 GEMM: bias fallback with accumulation or a strided C");
+            float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(m * n));
+            fp8_gemm(m, n, k, A, lda, B, ldb, t, 0, m, 0, NULL, slot_a, slot_b);
+            unsigned nb = osp_cuda_blocks(m * n, 256);
+            if (c16) fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((__nv_bfloat16 *)C, t, bias, m, n);
+            else fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((float *)C, t, bias, m, n);
+            CUDA_LAUNCH_CHECK();
+            return;
+        }
+    } else {
+        key.bias = FP8_BIAS_NONE;
+        st = fp8_try(&key, A, B, C, NULL);
     }
-    if (!p)
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED)
         osp_die("cuBLASLt offers no E4M3 GEMM for m=%lld n=%lld k=%lld (lda %lld, ldb %lld, ldc %lld, %s output) "
                 "(hint: quant.hif8_exec: emulate)",
                 (long long)m, (long long)n, (long long)k, (long long)lda, (long long)ldb, (long long)ldc,
                 c16 ? "bf16" : "fp32");
-    if (bias)
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &dA, sizeof dA));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &dB, sizeof dB));
-    const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(F.lt, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
-                                F.workspace, FP8_WORKSPACE_BYTES, osp_cuda_stream));
+    if (st != CUBLAS_STATUS_SUCCESS)
+        osp_die("cuBLASLt E4M3 GEMM m=%lld n=%lld k=%lld failed: %s", (long long)m, (long long)n, (long long)k,
+                cublasLt_status_name(st));
 }
 
 /* ------------------------------------------------------------------ the linear layer */
@@ -282,8 +330,8 @@ extern "C" void cuda_fp8_linear_fwd(float *y, osp_bf16 *y16, const float *x, con
     fp8_quant(qw, W, NULL, O, I, I16, false, dsw, E4M3_HIF8_FWD_SHIFT, saturate, 1);
     fp8_quant(qx, x, (const __nv_bfloat16 *)x16, N, I, I16, false, dsx, E4M3_HIF8_FWD_SHIFT, saturate, 0);
     /* y^T (O x N) = W (I16 x O, K-major)^T x (I16 x N) */
-    if (y16) fp8_gemm(O, N, I16, qw, I16, qx, I16, y16, 1, O, 0, b, F.descale + 1, F.descale);
-    else fp8_gemm(O, N, I16, qw, I16, qx, I16, y, 0, O, 0, b, F.descale + 1, F.descale);
+    if (y16) fp8_gemm(O, N, I16, qw, I16, qx, I16, y16, 1, O, 0, b, 1, 0);
+    else fp8_gemm(O, N, I16, qw, I16, qx, I16, y, 0, O, 0, b, 1, 0);
 }
 
 extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *dsg, const float *x,
@@ -298,7 +346,7 @@ extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float
         uint8_t *qg = (uint8_t *)osp_cuda_scratch(SCRATCH_GEMM_DY, (size_t)(N * O16));
         fp8_quant(qwt, W, NULL, O, I, O16, true, dsw, E4M3_HIF8_FWD_SHIFT, saturate, 1);
         fp8_quant(qg, dy, NULL, N, O, O16, false, dsg, E4M3_HIF8_GRAD_SHIFT, saturate, 2);
-        fp8_gemm(I, N, O16, qwt, O16, qg, O16, dx, 0, I, 1, NULL, F.descale + 1, F.descale + 2);
+        fp8_gemm(I, N, O16, qwt, O16, qg, O16, dx, 0, I, 1, NULL, 1, 2);
     }
     if (I > 0 && dW) { /* dW^T (I x O) += x^T (N16 x I, K-major)^T dy^T (N16 x O) */
         int64_t N16 = round_up(N, FP8_K_ALIGN);
@@ -306,7 +354,7 @@ extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float
         uint8_t *qgt = (uint8_t *)osp_cuda_scratch(SCRATCH_GEMM_Y, (size_t)(O * N16));
         fp8_quant(qxt, x, (const __nv_bfloat16 *)x16, N, I, N16, true, dsx, E4M3_HIF8_FWD_SHIFT, saturate, 0);
         fp8_quant(qgt, dy, NULL, N, O, N16, true, dsg, E4M3_HIF8_GRAD_SHIFT, saturate, 2);
-        fp8_gemm(I, O, N16, qxt, N16, qgt, N16, dW, 0, I, 1, NULL, F.descale, F.descale + 2);
+        fp8_gemm(I, O, N16, qxt, N16, qgt, N16, dW, 0, I, 1, NULL, 0, 2);
     }
     if (db) cuda_colsum_fq_add(db, dy, N, O, dsg, saturate);
 }
