@@ -1,0 +1,111 @@
+/*
+ * lora.c — LoRA adapter math for a linear layer through the backend op table (lora.h).
+ */
+#include "optim/lora.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/common.h"
+
+/* splitmix64 finaliser: A's init is a counter-based stream (element i of (seed, stream)), so it does
+ * not depend on the order adapters are created in (optim/ may not reach into train/flow.h) */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t key, uint64_t i) {
+    return (double)(mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static char *key_dup(const char *module, const char *suffix) {
+    size_t n = strlen(module) + strlen(suffix) + 1;
+    char *s = osp_malloc(n);
+    snprintf(s, n, "%s%s", module, suffix);
+    return s;
+}
+
+void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int in, int out, int rank, float alpha,
+               uint64_t seed, uint64_t stream) {
+    OSP_CHECK(in > 0 && out > 0 && rank > 0, "LoRA dimensions are positive");
+    memset(l, 0, sizeof *l);
+    l->be = be;
+    l->in = in;
+    l->out = out;
+    l->rank = rank;
+    l->alpha = alpha;
+    l->scale = alpha / (float)rank;
+    size_t na = (size_t)rank * in, nb = (size_t)out * rank;
+    l->A = be->alloc(sizeof(float) * na);
+    l->B = be->alloc(sizeof(float) * nb); /* zero-filled by contract */
+    l->dA = be->alloc(sizeof(float) * na);
+    l->dB = be->alloc(sizeof(float) * nb);
+    /* kaiming_uniform(a = sqrt(5)) on [rank, in]: bound = sqrt(6 / ((1 + 5) in)) = 1/sqrt(in) */
+    float *a = osp_malloc(sizeof(float) * na);
+    uint64_t key = mix64(mix64(seed ^ 0x4c6f5241ull /* "LoRA" */) + stream * 0xD1B54A32D192ED03ull);
+    double bound = 1.0 / sqrt((double)in);
+    for (size_t i = 0; i < na; i++) a[i] = (float)(bound * (2.0 * uniform01(key, i) - 1.0));
+    be->upload(l->A, a, sizeof(float) * na);
+    free(a);
+    l->key_A = key_dup(module, ".lora_A.weight");
+    l->key_B = key_dup(module, ".lora_B.weight");
+}
+
+void lora_free(lora_adapter *l) {
+    if (l->be) {
+        l->be->free(l->A);
+        l->be->free(l->B);
+        l->be->free(l->dA);
+        l->be->free(l->dB);
+    }
+    free(l->key_A);
+    free(l->key_B);
+    memset(l, 0, sizeof *l);
+}
+
+int64_t lora_hs_floats(const lora_adapter *l, int64_t N) { return N * l->rank; }
+int64_t lora_work_floats(const lora_adapter *l, int64_t N) { return N * (l->out > l->rank ? l->out : l->rank); }
+
+void lora_fwd(const lora_adapter *l, float *y, float *hs, float *work, const float *x, const float *W, const float *b,
+              int64_t N) {
+    const osp_backend *be = l->be;
+    be->linear_fwd(y, x, W, b, N, l->in, l->out);           /* base */
+    be->linear_fwd(hs, x, l->A, NULL, N, l->in, l->rank);    /* x A^T */
+    be->scale(hs, l->scale, N * l->rank);                    /* hs = scale x A^T */
+    be->linear_fwd(work, hs, l->B, NULL, N, l->rank, l->out); /* hs B^T */
+    be->add(y, work, N * l->out);
+}
+
+void lora_bwd(const lora_adapter *l, float *dx, const float *dy, const float *x, const float *W, const float *hs,
+              float *work, int64_t N) {
+    const osp_backend *be = l->be;
+    if (dx) be->linear_bwd(dx, NULL, NULL, dy, x, W, N, l->in, l->out); /* base path, W frozen */
+    /* up-projection: y_l = hs B^T -> dhs = dy B (into work), dB += dy^T hs */
+    be->zero(work, sizeof(float) * (size_t)(N * l->rank));
+    be->linear_bwd(work, l->dB, NULL, dy, hs, l->B, N, l->rank, l->out);
+    /* hs = scale x A^T -> d(x A^T) = scale dhs; dA += (scale dhs)^T x, dx += (scale dhs) A */
+    be->scale(work, l->scale, N * l->rank);
+    be->linear_bwd(dx, l->dA, NULL, work, x, l->A, N, l->in, l->rank);
+}
+
+void lora_merge_host(float *W, const float *A, const float *B, int out, int in, int rank, float scale) {
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            double s = 0;
+            for (int k = 0; k < rank; k++) s += (double)B[(int64_t)o * rank + k] * A[(int64_t)k * in + i];
+            W[(int64_t)o * in + i] = (float)(W[(int64_t)o * in + i] + (double)scale * s);
+        }
+}
+
+void lora_merge(const lora_adapter *l, float *W_host) {
+    size_t na = (size_t)l->rank * l->in, nb = (size_t)l->out * l->rank;
+    float *a = osp_malloc(sizeof(float) * na), *b = osp_malloc(sizeof(float) * nb);
+    l->be->download(a, l->A, sizeof(float) * na);
+    l->be->download(b, l->B, sizeof(float) * nb);
+    lora_merge_host(W_host, a, b, l->out, l->in, l->rank, l->scale);
+    free(a);
+    free(b);
+}
