@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "model/io/safetensors.h"
 
 /* splitmix64 finaliser: A's init is a counter-based stream (element i of (seed, stream)), so it does
  * not depend on the order adapters are created in (optim/ may not reach into train/flow.h) */
@@ -108,4 +109,66 @@ void lora_merge(const lora_adapter *l, float *W_host) {
     lora_merge_host(W_host, a, b, l->out, l->in, l->rank, l->scale);
     free(a);
     free(b);
+}
+
+int lora_save(const lora_adapter *l, int n, const char *path, char *err, size_t errlen) {
+    OSP_CHECK(n >= 1, "at least one adapter to save");
+    st_writer *w = st_writer_init();
+    for (int i = 0; i < n; i++) {
+        OSP_CHECK(l[i].rank == l[0].rank && l[i].alpha == l[0].alpha, "adapters of one file share rank and alpha");
+        size_t na = (size_t)l[i].rank * l[i].in, nb = (size_t)l[i].out * l[i].rank;
+        float *a = osp_malloc(sizeof(float) * na), *b = osp_malloc(sizeof(float) * nb);
+        l[i].be->download(a, l[i].A, sizeof(float) * na);
+        l[i].be->download(b, l[i].B, sizeof(float) * nb);
+        int64_t sa[2] = {l[i].rank, l[i].in}, sb[2] = {l[i].out, l[i].rank};
+        st_writer_add_owned(w, l[i].key_A, ST_F32, 2, sa, a);
+        st_writer_add_owned(w, l[i].key_B, ST_F32, 2, sb, b);
+    }
+    char meta[160];
+    snprintf(meta, sizeof meta, "{\"format\": \"pt\", \"lora_rank\": \"%d\", \"lora_alpha\": \"%.9g\"}", l[0].rank,
+             (double)l[0].alpha);
+    int rc = st_writer_save(w, path, meta, err, errlen);
+    st_writer_free(w);
+    return rc;
+}
+
+/* read one [rows, cols] F32 tensor of the set into backend memory dst */
+static int load_one(const st_set *s, const char *path, const char *key, int64_t rows, int64_t cols,
+                    const osp_backend *be, float *dst, char *err, size_t errlen) {
+    const st_tensor *t = st_find(s, key);
+    if (!t) {
+        snprintf(err, errlen, "%s: LoRA tensor '%s' is missing", path, key);
+        return -1;
+    }
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+        snprintf(err, errlen, "%s: LoRA tensor '%s' has shape [%lld, %lld] (ndim %d), expected [%lld, %lld]", path, key,
+                 (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)(t->ndim > 1 ? t->shape[1] : 0), t->ndim,
+                 (long long)rows, (long long)cols);
+        return -1;
+    }
+    size_t ne = (size_t)(rows * cols);
+    float *h = osp_malloc(sizeof(float) * ne);
+    int rc = st_read_f32(t, h, ne, err, errlen);
+    if (rc == 0) be->upload(dst, h, sizeof(float) * ne);
+    free(h);
+    return rc;
+}
+
+int lora_load(lora_adapter *l, int n, const char *path, char *err, size_t errlen) {
+    st_set *s;
+    if (st_open(&s, path, err, errlen)) return -1;
+    int rc = 0;
+    const char *mr = st_metadata(s, "lora_rank"), *ma = st_metadata(s, "lora_alpha");
+    for (int i = 0; i < n && rc == 0; i++) {
+        if ((mr && atoi(mr) != l[i].rank) || (ma && (float)atof(ma) != l[i].alpha)) {
+            snprintf(err, errlen, "%s: LoRA rank/alpha %s/%s in the file, %d/%g configured", path, mr ? mr : "?",
+                     ma ? ma : "?", l[i].rank, (double)l[i].alpha);
+            rc = -1;
+            break;
+        }
+        rc = load_one(s, path, l[i].key_A, l[i].rank, l[i].in, l[i].be, l[i].A, err, errlen);
+        if (rc == 0) rc = load_one(s, path, l[i].key_B, l[i].out, l[i].rank, l[i].be, l[i].B, err, errlen);
+    }
+    st_close(s);
+    return rc;
 }

@@ -11,6 +11,7 @@
 #ifndef OSP_LORA_H
 #define OSP_LORA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/ops.h"
@@ -50,5 +51,16 @@ void lora_merge_host(float *W, const float *A, const float *B, int out, int in, 
 
 /* Merge an adapter into a host copy of its base weight (downloads A and B). */
 void lora_merge(const lora_adapter *l, float *W_host);
+
+/* Write adapters l[0..n) to one safetensors file (F32, keys key_A / key_B, atomic), with
+ * "lora_rank" and "lora_alpha" in its metadata (all adapters must share rank and alpha).
+ * 0, or -1 with one line naming the file in err. */
+int lora_save(const lora_adapter *l, int n, const char *path, char *err, size_t errlen);
+
+/* Read adapters l[0..n) (already lora_init'ed with their modules and shapes) from a file
+ * written by lora_save or by PEFT with the same key names. A missing tensor, a shape that
+ * differs, or a rank/alpha in the metadata that differs from the adapters' is an error:
+ * -1 with one line naming the file and the tensor in err. */
+int lora_load(lora_adapter *l, int n, const char *path, char *err, size_t errlen);
 
 #endif
