@@ -3,8 +3,9 @@
  * optim/lora; mixgrpo.md):
  *  - schedule: sigma_0 = 1, sigma_T = 0, the SD3 shift against float64;
  *  - the stochastic step's mean, std and log-probability against an independent float64
- *    reference for the Flow-GRPO, DanceGRPO (written in DanceGRPO's score form) and OSP-Next
- *    coefficients, the worked step-0 values and OSP's noiseless final step;
+ *    reference for the Flow-GRPO, DanceGRPO (written in DanceGRPO's score form), OSP-Next and
+ *    CPS variants, the worked step-0 values and the noiseless final steps; every variant's rollout
+ *    keeps the marginals of Gaussian data;
  *  - the ratio is exactly 1 when the log-prob is recomputed from the rollout's inputs (bitwise,
  *    also across thread counts);
  *  - d logp/dv, d logp/dx, and d(surrogate + beta KL)/dv against central differences of a
@@ -41,37 +42,42 @@ static const double LN2PI = 1.8378770664093454836;
 
 /* ================================================================ float64 references */
 
-/* The three SDE variants as their sources write them (not via the (2') coefficients). */
-static void ref_step(double *mu, double *std, const float *x, const float *v, int64_t n, const float *sigma, int i,
-                     int nsteps, grpo_sde_kind kind, double eta) {
-    double s = sigma[i], sn = sigma[i + 1], dt = sn - s, g;
-    for (int64_t e = 0; e < n; e++) {
-        double xe = x[e], ve = v[e];
-        if (kind == GRPO_SDE_FLOW) {
-            g = eta * sqrt(s / (1.0 - (s == 1.0 ? (double)sigma[1] : s)));
-            mu[e] = xe + dt * (ve + g * g / (2 * s) * (xe + (1 - s) * ve)); /* (2) */
-        } else if (kind == GRPO_SDE_DANCE) {
-            g = eta;
-            double x0 = xe - s * ve, score = -(xe - (1 - s) * x0) / (s * s);
-            mu[e] = xe + dt * ve - 0.5 * eta * eta * score * dt; /* DanceGRPO's flux_step form */
-        } else {
-            g = s;
-            double grad_logp = -(xe + (1 - s) * ve) / s; /* flow-matching score */
-            mu[e] = xe + dt * (ve - 0.5 * g * g * grad_logp);
-        }
+/* mu of one element and the step's std, for the four variants as their sources write them (not
+ * via the (2') coefficients the code uses). */
+static double ref_mu(grpo_sde_kind kind, const float *sigma, int i, int nsteps, double eta, double xe, double ve,
+                     double *std) {
+    double s = sigma[i], sn = sigma[i + 1], dt = sn - s, g, mu;
+    if (kind == GRPO_SDE_FLOW) {
+        g = eta * sqrt(s / (1.0 - (s == 1.0 ? (double)sigma[1] : s)));
+        mu = xe + dt * (ve + g * g / (2 * s) * (xe + (1 - s) * ve)); /* (2) */
+    } else if (kind == GRPO_SDE_DANCE) {
+        g = eta;
+        double x0 = xe - s * ve, score = -(xe - (1 - s) * x0) / (s * s);
+        mu = xe + dt * ve - 0.5 * eta * eta * score * dt; /* DanceGRPO's flux_step form */
+    } else if (kind == GRPO_SDE_OSP) {
+        g = s;
+        double grad_logp = -(xe + (1 - s) * ve) / s; /* flow-matching score */
+        mu = xe + dt * (ve - 0.5 * g * g * grad_logp);
+    } else { /* CPS */
+        double sd = sn * sin(eta * M_PI / 2), x0 = xe - s * ve, x1 = xe + (1 - s) * ve;
+        *std = sd;
+        return x0 * (1 - sn) + x1 * sqrt(sn * sn - sd * sd);
     }
-    if (kind == GRPO_SDE_FLOW) g = eta * sqrt(s / (1.0 - (s == 1.0 ? (double)sigma[1] : s)));
-    else if (kind == GRPO_SDE_DANCE) g = eta;
-    else g = s;
-    *std = g * sqrt(-dt);
-    if (kind == GRPO_SDE_OSP && i == nsteps - 1) *std = 0;
+    *std = (kind == GRPO_SDE_OSP && i == nsteps - 1) ? 0 : g * sqrt(-dt);
+    return mu;
 }
 
-static double ref_logp(const float *xn, const double *mu, double std, int64_t n) {
+static void ref_step(double *mu, double *std, const float *x, const float *v, int64_t n, const float *sigma, int i,
+                     int nsteps, grpo_sde_kind kind, double eta) {
+    for (int64_t e = 0; e < n; e++) mu[e] = ref_mu(kind, sigma, i, nsteps, eta, x[e], v[e], std);
+}
+
+/* (4), or CPS's -(x' - mu)^2, averaged over the elements */
+static double ref_logp(const float *xn, const double *mu, double std, int64_t n, grpo_sde_kind kind) {
     double s = 0;
     for (int64_t e = 0; e < n; e++) {
         double d = xn[e] - mu[e];
-        s += -d * d / (2 * std * std) - log(std) - 0.5 * LN2PI;
+        s += kind == GRPO_SDE_CPS ? -d * d : -d * d / (2 * std * std) - log(std) - 0.5 * LN2PI;
     }
     return s / n;
 }
@@ -102,10 +108,10 @@ static void test_sde_vs_ref(tu_rng *rng) {
     float *x = tu_randn(rng, n, 1.0), *v = tu_randn(rng, n, 1.0), *eps = tu_randn(rng, n, 1.0);
     float *xn = tu_calloc(n, sizeof(float)), *mu = tu_calloc(n, sizeof(float));
     double *mur = tu_calloc(n, sizeof(double));
-    const grpo_sde_kind kinds[3] = {GRPO_SDE_FLOW, GRPO_SDE_DANCE, GRPO_SDE_OSP};
-    const float etas[3] = {0.7f, 0.3f, 0.0f};
+    const grpo_sde_kind kinds[4] = {GRPO_SDE_FLOW, GRPO_SDE_DANCE, GRPO_SDE_OSP, GRPO_SDE_CPS};
+    const float etas[4] = {0.7f, 0.3f, 0.0f, 0.8f};
     const int steps[5] = {0, 1, 12, 23, 24};
-    for (int kk = 0; kk < 3; kk++)
+    for (int kk = 0; kk < 4; kk++)
         for (int si = 0; si < 5; si++) {
             int i = steps[si];
             grpo_step_coef c;
@@ -119,13 +125,13 @@ static void test_sde_vs_ref(tu_rng *rng) {
             double lp = grpo_sde_sample(xn, x, v, eps, &c, n);
             if (stdr == 0) {
                 EXPECT(c.std == 0.0f && lp == 0.0 && tu_bitdiff(xn, mu, n) == 0,
-                       "OSP final step must be noiseless: std %g", c.std);
+                       "OSP/CPS final step must be noiseless: std %g", c.std);
                 continue;
             }
             snprintf(name, sizeof name, "%s step %d std vs float64", grpo_sde_kind_name(kinds[kk]), i);
             tu_check(name, fabs(c.std - stdr) / stdr, 1e-6);
             snprintf(name, sizeof name, "%s step %d logp vs float64 (abs)", grpo_sde_kind_name(kinds[kk]), i);
-            tu_check(name, fabs(lp - ref_logp(xn, mur, stdr, n)), 1e-5);
+            tu_check(name, fabs(lp - ref_logp(xn, mur, stdr, n, kinds[kk])), 1e-5);
             /* the sampled noise is what it should be: (x' - mu)/std = eps */
             double e2 = 0, en = 0;
             for (int64_t e = 0; e < n; e++) {
@@ -156,7 +162,7 @@ static void test_ratio_exact(tu_rng *rng) {
     float *x = tu_randn(rng, n, 1.0), *v = tu_randn(rng, n, 1.0), *eps = tu_randn(rng, n, 1.0);
     float *xa = tu_calloc(n, sizeof(float)), *xb = tu_calloc(n, sizeof(float));
     int bad = 0;
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         grpo_step_coef c;
         grpo_sde_coef(&c, sig, 25, 3, (grpo_sde_kind)kind, 0.5f);
         omp_set_num_threads(2);
@@ -193,16 +199,11 @@ typedef struct {
 
 static double fd_loss(void *p) {
     fd_ctx *c = p;
-    double s = c->sig[c->i], sn = c->sig[c->i + 1], dt = sn - s, g;
-    if (c->kind == GRPO_SDE_FLOW) g = c->eta * sqrt(s / (1.0 - (s == 1.0 ? (double)c->sig[1] : s)));
-    else if (c->kind == GRPO_SDE_DANCE) g = c->eta;
-    else g = s;
-    double sd = g * sqrt(-dt), lp = 0, kl = 0;
+    double sd, lp = 0, kl = 0;
     for (int64_t e = 0; e < c->n; e++) {
-        double xe = c->xd[e], ve = c->vd[e];
-        double mu = xe + dt * (ve + g * g / (2 * s) * (xe + (1 - s) * ve));
+        double mu = ref_mu(c->kind, c->sig, c->i, c->T, c->eta, c->xd[e], c->vd[e], &sd);
         double d = c->xn[e] - mu;
-        lp += -d * d / (2 * sd * sd) - log(sd) - 0.5 * LN2PI;
+        lp += c->kind == GRPO_SDE_CPS ? -d * d : -d * d / (2 * sd * sd) - log(sd) - 0.5 * LN2PI;
         if (c->mu_ref) kl += (mu - c->mu_ref[e]) * (mu - c->mu_ref[e]) / (2 * sd * sd);
     }
     lp /= c->n;
@@ -216,9 +217,9 @@ static void test_grad_fd(tu_rng *rng) {
     const int64_t n = 200;
     float sig[26];
     grpo_schedule(sig, 25, 3.0f);
-    const grpo_sde_kind kinds[3] = {GRPO_SDE_FLOW, GRPO_SDE_DANCE, GRPO_SDE_OSP};
-    const int steps[3] = {0, 7, 20};
-    for (int kk = 0; kk < 3; kk++) {
+    const grpo_sde_kind kinds[4] = {GRPO_SDE_FLOW, GRPO_SDE_DANCE, GRPO_SDE_OSP, GRPO_SDE_CPS};
+    const int steps[4] = {0, 7, 20, 11};
+    for (int kk = 0; kk < 4; kk++) {
         int i = steps[kk];
         float *x = tu_randn(rng, n, 1.0), *v = tu_randn(rng, n, 1.0), *eps = tu_randn(rng, n, 1.0);
         float *xn = tu_calloc(n, sizeof(float)), *mu = tu_calloc(n, sizeof(float));
@@ -267,14 +268,10 @@ static void test_grad_fd(tu_rng *rng) {
                      k ? " clipped" : "");
             tu_check(name, tu_rel_err_fd(dv, g, n), 5e-5);
             /* the KL value itself */
-            double klr = 0;
+            double klr = 0, sd;
             for (int64_t e = 0; e < n; e++) {
-                double mr = murefd[e], d = 0;
-                /* mu in double through the reference mean */
-                double s0 = sig[i], dt = (double)sig[i + 1] - s0, gg = c.g;
-                double m = (double)x[e] + dt * ((double)v[e] + gg * gg / (2 * s0) * ((double)x[e] + (1 - s0) * v[e]));
-                d = m - mr;
-                klr += d * d / (2.0 * c.std * c.std);
+                double d = ref_mu(kinds[kk], sig, i, 25, 0.6, x[e], v[e], &sd) - murefd[e];
+                klr += d * d / (2.0 * sd * sd);
             }
             klr /= n;
             tu_check("KL gauss vs float64 (rel)", fabs(grpo_kl_gauss(mu, muref, c.std, n) - klr) / klr, 1e-5);
@@ -416,6 +413,31 @@ static void test_sde_marginal(tu_rng *rng) {
         snprintf(name, sizeof name, "%s SDE rollout ends at the data std (rel)", grpo_sde_kind_name(kinds[kk]));
         tu_check(name, fabs(sqrt(var) / sd - 1), 0.025);
         EXPECT(isfinite(lpsum) && lpsum != 0, "log-probs of the rollout %g", lpsum);
+        grpo_plan_free(&p);
+    }
+    /* CPS re-noises a fixed fraction sin^2(eta pi/2) of the noise at every step, whatever the step
+     * size, so it keeps marginals only where x0-hat is exact: a point mass (the Gaussian data above
+     * end 20% narrow at T 400, measured). With data = m, every intermediate x_sigma must be
+     * N((1-sigma) m, sigma^2): check (x - (1-sigma) m)/sigma ~ N(0, 1) half way, 25 steps. */
+    {
+        grpo_window_cfg c = {GRPO_WIN_ALL, 25, 3.0f, 0, 0, 0, false, 0};
+        grpo_window_state st = {0, 0};
+        grpo_plan p;
+        grpo_plan_build(&p, &c, &st);
+        tu_fill_normal(rng, x, n, 1.0);
+        for (int i = 0; i < 12; i++) {
+            gauss_velocity(v, x, p.sigma[i], m, 0.0, n);
+            tu_fill_normal(rng, eps, n, 1.0);
+            grpo_rollout_step(&p, i, GRPO_SDE_CPS, 0.8f, NULL, x, tmp, v, eps, n);
+        }
+        double sg = p.sigma[12], mean = 0, var = 0;
+        for (int64_t e = 0; e < n; e++) {
+            double z = (x[e] - (1 - sg) * m) / sg;
+            mean += z, var += z * z;
+        }
+        mean /= n, var = var / n - mean * mean;
+        tu_check("cps point-mass rollout: standardised mean at step 12", fabs(mean), 0.03);
+        tu_check("cps point-mass rollout: standardised std at step 12 (rel)", fabs(sqrt(var) - 1), 0.03);
         grpo_plan_free(&p);
     }
     free(x), free(v), free(tmp), free(eps);
@@ -580,6 +602,23 @@ static void test_windows(void) {
     grpo_window_cfg al = {GRPO_WIN_ALL, 10, 3.0f, 0, 0, 0, false, 0};
     grpo_window_steps(&al, &s, &f, &k);
     EXPECT(f == 0 && k == 9, "all of 10: %d+%d", f, k);
+
+    /* DanceGRPO's random subsets: 14 of 24 (T 25), 9 of 15 (T 16), distinct, inside, key-determined */
+    int sub[24], sub2[24], seen[25];
+    for (int t = 0; t < 2; t++) {
+        int cnt = t ? 15 : 24, want = t ? 9 : 14;
+        int got = grpo_window_subset(sub, 0, cnt, 0.6, 1000 + t);
+        memset(seen, 0, sizeof seen);
+        int ok = got == want;
+        for (int j = 0; j < cnt; j++) ok &= sub[j] >= 0 && sub[j] < cnt && !seen[sub[j]]++;
+        EXPECT(ok, "subset %d of %d: got %d", want, cnt, got);
+    }
+    grpo_window_subset(sub, 3, 20, 0.5, 7);
+    grpo_window_subset(sub2, 3, 20, 0.5, 7);
+    EXPECT(!memcmp(sub, sub2, sizeof(int) * 20), "same key, same subset");
+    grpo_window_subset(sub2, 3, 20, 0.5, 8);
+    EXPECT(memcmp(sub, sub2, sizeof(int) * 10) != 0, "another key, another subset");
+    EXPECT(grpo_window_subset(sub, 0, 4, 1.0, 1) == 4 && grpo_window_subset(sub, 0, 0, 0.6, 1) == 0, "edge fractions");
 
     /* plans without Flash: T steps, SDE in the window, ODE elsewhere */
     grpo_plan p;

@@ -37,6 +37,7 @@ int grpo_sde_kind_parse(const char *s, grpo_sde_kind *out) {
     if (!strcmp(s, "flow")) *out = GRPO_SDE_FLOW;
     else if (!strcmp(s, "dance")) *out = GRPO_SDE_DANCE;
     else if (!strcmp(s, "osp")) *out = GRPO_SDE_OSP;
+    else if (!strcmp(s, "cps")) *out = GRPO_SDE_CPS;
     else return -1;
     return 0;
 }
@@ -46,6 +47,7 @@ const char *grpo_sde_kind_name(grpo_sde_kind k) {
     case GRPO_SDE_FLOW: return "flow";
     case GRPO_SDE_DANCE: return "dance";
     case GRPO_SDE_OSP: return "osp";
+    case GRPO_SDE_CPS: return "cps";
     }
     return "?";
 }
@@ -54,6 +56,20 @@ void grpo_sde_coef(grpo_step_coef *c, const float *sigma, int nsteps, int i, grp
     OSP_CHECK(i >= 0 && i < nsteps, "step index inside the schedule");
     double s = sigma[i], sn = sigma[i + 1], dt = sn - s;
     OSP_CHECK(s > 0 && dt < 0, "sigmas strictly decrease and the step starts above 0");
+    c->sigma = (float)s;
+    c->sigma_next = (float)sn;
+    c->delta = (float)dt;
+    if (kind == GRPO_SDE_CPS) {
+        const double half_pi = 1.5707963267948966;
+        double sd = sn * sin((double)eta * half_pi), k = sn * cos((double)eta * half_pi); /* sqrt(sn^2 - sd^2) */
+        c->std = (float)sd;
+        c->g = (float)(sd / sqrt(-dt));
+        c->cx = (float)((1.0 - sn) + k);
+        c->cv = (float)(-s * (1.0 - sn) + k * (1.0 - s));
+        c->lp_a = c->std > 0 ? 1.0 : 0.0;
+        c->lp_b = 0.0;
+        return;
+    }
     double g = 0;
     switch (kind) {
     case GRPO_SDE_FLOW: {
@@ -68,14 +84,14 @@ void grpo_sde_coef(grpo_step_coef *c, const float *sigma, int nsteps, int i, grp
     default: OSP_CHECK(0, "known SDE kind");
     }
     double a = g * g / (2.0 * s); /* g^2 / (2 sigma) */
-    c->sigma = (float)s;
-    c->sigma_next = (float)sn;
-    c->delta = (float)dt;
     c->g = (float)g;
     c->cx = (float)(1.0 + a * dt);
     c->cv = (float)(dt * (1.0 + a * (1.0 - s)));
     c->std = (float)(g * sqrt(-dt));
     if (kind == GRPO_SDE_OSP && i == nsteps - 1) c->std = 0.0f; /* OSP: x_N = mu_{N-1} */
+    double sd = c->std; /* the rounded std the sampler uses */
+    c->lp_a = sd > 0 ? 1.0 / (2.0 * sd * sd) : 0.0;
+    c->lp_b = sd > 0 ? log(sd) + 0.5 * LN_2PI : 0.0;
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -116,9 +132,8 @@ static double sumsq_diff(const float *a, const float *b, int64_t n) {
 double grpo_sde_logprob_mu(const float *x_next, const float *mu, const grpo_step_coef *c, int64_t n) {
     OSP_CHECK(c->std > 0, "log-probability of a stochastic step (the final step is never trained)");
     OSP_CHECK(n > 0, "a sample has elements");
-    double s = c->std;
     double ss = sumsq_diff(x_next, mu, n);
-    return -ss / (2.0 * s * s * (double)n) - log(s) - 0.5 * LN_2PI;
+    return -c->lp_a * (ss / (double)n) - c->lp_b;
 }
 
 double grpo_sde_logprob(const float *x_next, const float *x, const float *v, const grpo_step_coef *c, int64_t n) {
@@ -148,8 +163,7 @@ double grpo_sde_sample(float *x_next, const float *x, const float *v, const floa
 void grpo_sde_logprob_bwd_mu(float *dmu, const float *x_next, const float *mu, const grpo_step_coef *c, int64_t n,
                              double dlogp) {
     OSP_CHECK(c->std > 0, "log-probability of a stochastic step");
-    double s = c->std;
-    const float k = (float)(dlogp / ((double)n * s * s));
+    const float k = (float)(dlogp * 2.0 * c->lp_a / (double)n);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t e = 0; e < n; e++) dmu[e] += k * (x_next[e] - mu[e]);
 }
@@ -169,7 +183,7 @@ void grpo_sde_mean_bwd(float *dv, float *dx, const float *dmu, const grpo_step_c
 void grpo_sde_logprob_bwd(float *dv, float *dx, const float *x_next, const float *x, const float *v,
                           const grpo_step_coef *c, int64_t n, double dlogp) {
     OSP_CHECK(c->std > 0, "log-probability of a stochastic step");
-    double s = c->std, k = dlogp / ((double)n * s * s);
+    double k = dlogp * 2.0 * c->lp_a / (double)n;
     const float kv = (float)(k * c->cv), kx = (float)(k * c->cx), cx = c->cx, cv = c->cv;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t e = 0; e < n; e++) {

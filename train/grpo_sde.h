@@ -41,21 +41,28 @@ typedef enum {
     GRPO_SDE_FLOW = 0,  /* Flow-GRPO / MixGRPO default: g = eta*sqrt(sigma/(1-sigma)), sigma_1 at sigma = 1 */
     GRPO_SDE_DANCE = 1, /* DanceGRPO: g = eta */
     GRPO_SDE_OSP = 2,   /* OSP-Next: g = sigma, no noise on the final step; eta unused */
+    GRPO_SDE_CPS = 3,   /* Flow-GRPO's coefficients-preserving sampling (sde_type 'cps'), see below */
 } grpo_sde_kind;
 
-/* Parse "flow" / "dance" / "osp"; 0 on success, -1 otherwise. */
+/* Parse "flow" / "dance" / "osp" / "cps"; 0 on success, -1 otherwise. */
 int grpo_sde_kind_parse(const char *s, grpo_sde_kind *out);
 const char *grpo_sde_kind_name(grpo_sde_kind k);
 
 /* Coefficients of one stochastic step i (from sigma[i] to sigma[i+1]):
  *   mu = cx*x + cv*v                                   (2')
  *   x' = mu + std*eps, std = g*sqrt(-delta)            (3)
- * std == 0 marks a deterministic step (OSP's final step): x' = mu and no log-probability. */
+ *   log pi = -lp_a * (1/n) sum_e (x'_e - mu_e)^2 - lp_b
+ * Gaussian kinds: lp_a = 1/(2 std^2), lp_b = ln std + 0.5 ln 2pi, i.e. (4).
+ * CPS: std = sigma_next sin(eta pi/2), mu = x0hat (1 - sigma_next) + x1hat sqrt(sigma_next^2 - std^2)
+ * with x0hat = x - sigma v, x1hat = x + (1 - sigma) v, and a log-prob that keeps only
+ * -(x' - mu)^2 (lp_a = 1, lp_b = 0), as the source does.
+ * std == 0 marks a deterministic step (OSP's and CPS's final step): x' = mu, no log-probability. */
 typedef struct {
     float sigma, sigma_next, delta; /* delta = sigma_next - sigma < 0 */
-    float g;                        /* diffusion coefficient g_i */
+    float g;                        /* diffusion coefficient g_i (CPS: std / sqrt(-delta)) */
     float cx, cv;                   /* mean coefficients; cv = dmu/dv = c_i of (7) */
     float std;                      /* s_i */
+    double lp_a, lp_b;              /* log-prob scale and offset (0 when std == 0) */
 } grpo_step_coef;
 
 /* Fill c for step i of a schedule sigma[0..nsteps] (nsteps transitions). Flow-GRPO uses
@@ -83,7 +90,8 @@ double grpo_sde_logprob(const float *x_next, const float *x, const float *v, con
 /* Same, given mu already computed (grpo_sde_mean); bitwise equal to grpo_sde_logprob. */
 double grpo_sde_logprob_mu(const float *x_next, const float *mu, const grpo_step_coef *c, int64_t n);
 
-/* Backward of L = dlogp * logp:  dmu_e += dlogp * (x_next_e - mu_e) / (n std^2)   (6). */
+/* Backward of L = dlogp * logp:  dmu_e += dlogp * 2 lp_a (x_next_e - mu_e) / n, which is
+ * dlogp * (x_next_e - mu_e) / (n std^2) for the Gaussian kinds (6). */
 void grpo_sde_logprob_bwd_mu(float *dmu, const float *x_next, const float *mu, const grpo_step_coef *c, int64_t n,
                              double dlogp);
 
@@ -91,7 +99,7 @@ void grpo_sde_logprob_bwd_mu(float *dmu, const float *x_next, const float *mu, c
 void grpo_sde_mean_bwd(float *dv, float *dx, const float *dmu, const grpo_step_coef *c, int64_t n);
 
 /* (6)-(7) fused, no dmu buffer: with mu recomputed from (x, v),
- *   dv_e += dlogp * cv * (x_next_e - mu_e) / (n std^2),  dx_e += dlogp * cx * (...) / (n std^2)
+ *   dv_e += dlogp * cv * 2 lp_a (x_next_e - mu_e) / n,  dx_e += dlogp * cx * 2 lp_a (...) / n
  * (dv or dx may be NULL). */
 void grpo_sde_logprob_bwd(float *dv, float *dx, const float *x_next, const float *x, const float *v,
                           const grpo_step_coef *c, int64_t n, double dlogp);

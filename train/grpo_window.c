@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "train/flow.h"
 #include "train/grpo_sde.h"
 
 const char *grpo_window_kind_name(grpo_window_kind k) {
@@ -89,6 +90,20 @@ void grpo_window_steps(const grpo_window_cfg *c, const grpo_window_state *s, int
     if (hi < lo) hi = lo;
     *first = lo;
     *count = hi - lo;
+}
+
+int grpo_window_subset(int *steps, int first, int count, double frac, uint64_t key) {
+    OSP_CHECK(frac >= 0 && frac <= 1 && count >= 0, "a fraction of the window");
+    for (int j = 0; j < count; j++) steps[j] = first + j;
+    /* Fisher-Yates, swap j with a uniform index in [j, count) */
+    for (int j = 0; j + 1 < count; j++) {
+        int r = j + (int)(flow_uniform(key, (uint64_t)j) * (count - j));
+        if (r >= count) r = count - 1;
+        int t = steps[j];
+        steps[j] = steps[r];
+        steps[r] = t;
+    }
+    return (int)(frac * count); /* int() of the product, as the source truncates */
 }
 
 void grpo_plan_build(grpo_plan *p, const grpo_window_cfg *c, const grpo_window_state *s) {

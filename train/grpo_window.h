@@ -53,6 +53,13 @@ grpo_window_state grpo_window_state_at(const grpo_window_cfg *c, int64_t iter);
  * (empty at l = T-2, the sources' behaviour); fixed: 0 .. min(k, T-1)-1; all: 0 .. T-2. */
 void grpo_window_steps(const grpo_window_cfg *c, const grpo_window_state *s, int *first, int *count);
 
+/* DanceGRPO's per-sample selection (§6.3): of the `count` stochastic steps first..first+count-1,
+ * train the first int(frac*count) of a random permutation drawn from stream `key` (counter-based:
+ * the same key gives the same steps). Writes them to steps[] in permutation order (training order
+ * is free, §12) and returns how many; frac = 1 trains all, in a random order. Full schedule with
+ * --ignore_last and frac 0.6: 14 of 24 steps for T = 25, 9 of 15 for T = 16. */
+int grpo_window_subset(int *steps, int first, int count, double frac, uint64_t key);
+
 typedef enum { GRPO_STEP_ODE = 0, GRPO_STEP_SDE = 1, GRPO_STEP_DPM = 2 } grpo_step_kind;
 
 /* One rollout's integration plan. Steps 0..nsteps-1 go from sigma[i] to sigma[i+1]. */
