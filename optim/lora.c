@@ -29,8 +29,9 @@ static char *key_dup(const char *module, const char *suffix) {
     return s;
 }
 
-void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int in, int out, int rank, float alpha,
-               uint64_t seed, uint64_t stream) {
+/* fill the fields and draw A into the (zeroed) storage given */
+static void lora_setup(lora_adapter *l, const osp_backend *be, const char *module, int in, int out, int rank,
+                       float alpha, uint64_t seed, uint64_t stream, float *A, float *B, float *dA, float *dB) {
     OSP_CHECK(in > 0 && out > 0 && rank > 0, "LoRA dimensions are positive");
     memset(l, 0, sizeof *l);
     l->be = be;
@@ -39,11 +40,8 @@ void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int i
     l->rank = rank;
     l->alpha = alpha;
     l->scale = alpha / (float)rank;
-    size_t na = (size_t)rank * in, nb = (size_t)out * rank;
-    l->A = be->alloc(sizeof(float) * na);
-    l->B = be->alloc(sizeof(float) * nb); /* zero-filled by contract */
-    l->dA = be->alloc(sizeof(float) * na);
-    l->dB = be->alloc(sizeof(float) * nb);
+    l->A = A, l->B = B, l->dA = dA, l->dB = dB; /* B stays zero: a fresh adapter changes nothing */
+    size_t na = (size_t)rank * in;
     /* kaiming_uniform(a = sqrt(5)) on [rank, in]: bound = sqrt(6 / ((1 + 5) in)) = 1/sqrt(in) */
     float *a = osp_malloc(sizeof(float) * na);
     uint64_t key = mix64(mix64(seed ^ 0x4c6f5241ull /* "LoRA" */) + stream * 0xD1B54A32D192ED03ull);
@@ -55,8 +53,18 @@ void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int i
     l->key_B = key_dup(module, ".lora_B.weight");
 }
 
+void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int in, int out, int rank, float alpha,
+               uint64_t seed, uint64_t stream) {
+    size_t na = (size_t)rank * in, nb = (size_t)out * rank;
+    /* backend alloc is zero-filled by contract */
+    float *A = be->alloc(sizeof(float) * na), *B = be->alloc(sizeof(float) * nb);
+    float *dA = be->alloc(sizeof(float) * na), *dB = be->alloc(sizeof(float) * nb);
+    lora_setup(l, be, module, in, out, rank, alpha, seed, stream, A, B, dA, dB);
+    l->owned = true;
+}
+
 void lora_free(lora_adapter *l) {
-    if (l->be) {
+    if (l->be && l->owned) {
         l->be->free(l->A);
         l->be->free(l->B);
         l->be->free(l->dA);
@@ -65,6 +73,35 @@ void lora_free(lora_adapter *l) {
     free(l->key_A);
     free(l->key_B);
     memset(l, 0, sizeof *l);
+}
+
+void lora_set_init(lora_set *s, const osp_backend *be, int count, const char *const *modules, const int *in,
+                   const int *out, int rank, float alpha, uint64_t seed) {
+    OSP_CHECK(count >= 1 && rank > 0, "at least one adapter of positive rank");
+    memset(s, 0, sizeof *s);
+    s->be = be;
+    s->count = count;
+    for (int i = 0; i < count; i++) s->nparams += (int64_t)rank * (in[i] + out[i]);
+    s->params = be->alloc(sizeof(float) * (size_t)s->nparams);
+    s->grads = be->alloc(sizeof(float) * (size_t)s->nparams);
+    s->ad = osp_calloc((size_t)count, sizeof(lora_adapter));
+    int64_t off = 0;
+    for (int i = 0; i < count; i++) {
+        int64_t na = (int64_t)rank * in[i];
+        lora_setup(&s->ad[i], be, modules[i], in[i], out[i], rank, alpha, seed, (uint64_t)i, s->params + off,
+                   s->params + off + na, s->grads + off, s->grads + off + na);
+        off += (int64_t)rank * (in[i] + out[i]);
+    }
+}
+
+void lora_set_free(lora_set *s) {
+    for (int i = 0; i < s->count; i++) lora_free(&s->ad[i]);
+    free(s->ad);
+    if (s->be) {
+        s->be->free(s->params);
+        s->be->free(s->grads);
+    }
+    memset(s, 0, sizeof *s);
 }
 
 int64_t lora_hs_floats(const lora_adapter *l, int64_t N) { return N * l->rank; }

@@ -11,6 +11,7 @@
 #ifndef OSP_LORA_H
 #define OSP_LORA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ typedef struct {
     float *A, *B;       /* backend memory: [rank, in], [out, rank] */
     float *dA, *dB;     /* gradients, same shapes (backward ADDS; the caller zeroes) */
     char *key_A, *key_B; /* "<module>.lora_A.weight", "<module>.lora_B.weight" */
+    bool owned;          /* A, B, dA, dB allocated by lora_init (else they live in a lora_set) */
 } lora_adapter;
 
 /* module: the linear's key without ".weight", e.g. "blocks.0.self_attn.q". A is drawn from
@@ -30,6 +32,22 @@ typedef struct {
 void lora_init(lora_adapter *l, const osp_backend *be, const char *module, int in, int out, int rank, float alpha,
                uint64_t seed, uint64_t stream);
 void lora_free(lora_adapter *l);
+
+/* All adapters of a model in two contiguous backend arenas, so the optimizer (optim/adamw.h, one
+ * params/grads array) updates exactly the adapters: adapter i's A then B at increasing offsets of
+ * `params`, its dA, dB at the same offsets of `grads`. Adapter i draws A from (seed, i), so it
+ * equals lora_init(..., seed, i). */
+typedef struct {
+    const osp_backend *be;
+    int count;
+    lora_adapter *ad; /* [count] */
+    int64_t nparams;
+    float *params, *grads;
+} lora_set;
+
+void lora_set_init(lora_set *s, const osp_backend *be, int count, const char *const *modules, const int *in,
+                   const int *out, int rank, float alpha, uint64_t seed);
+void lora_set_free(lora_set *s);
 
 /* Scratch floats a forward/backward of N rows needs: hs [N, rank] (kept from forward to backward)
  * and work [N, max(out, rank)]. */

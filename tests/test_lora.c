@@ -3,7 +3,8 @@
  * zero-initialised B the layer equals its base bit for bit, the merged weight W + (alpha/r) B A
  * gives the adapters' output, the forward agrees with float64, the gradients of A, B and the input
  * agree with central differences of a float64 reference, keys are PEFT-style, and the adapter file
- * round trip is bitwise while a missing key or a different alpha is a one-line error.
+ * round trip is bitwise while a missing key or a different alpha is a one-line error; a lora_set
+ * lays all adapters out in one arena (as the optimizer wants) with the same init as lone ones.
  * (CUDA vs CPU: test_lora_gpu.c.)
  */
 #include <math.h>
@@ -120,8 +121,37 @@ static void test_lora(tu_rng *rng) {
     lora_free(&l);
 }
 
+/* a set of adapters in one arena: layout, identical A to lone adapters, and an optimizer-style
+ * flat update reaching every adapter */
+static void test_lora_set(void) {
+    const osp_backend *be = osp_backend_cpu();
+    const char *mods[3] = {"blocks.0.self_attn.q", "blocks.0.self_attn.k", "blocks.0.ffn.0"};
+    const int in[3] = {24, 24, 24}, out[3] = {24, 24, 96};
+    lora_set s;
+    lora_set_init(&s, be, 3, mods, in, out, 4, 8.0f, 42);
+    EXPECT(s.nparams == 4 * (48 + 48 + 120), "nparams %lld", (long long)s.nparams);
+    int64_t off = 0;
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        lora_adapter l;
+        lora_init(&l, be, mods[i], in[i], out[i], 4, 8.0f, 42, (uint64_t)i);
+        ok &= s.ad[i].A == s.params + off && s.ad[i].B == s.params + off + 4 * in[i];
+        ok &= s.ad[i].dA == s.grads + off && s.ad[i].dB == s.grads + off + 4 * in[i];
+        ok &= tu_bitdiff(s.ad[i].A, l.A, 4 * in[i]) == 0 && !strcmp(s.ad[i].key_B, l.key_B);
+        for (int j = 0; j < out[i] * 4; j++) ok &= s.ad[i].B[j] == 0.0f;
+        off += 4 * (in[i] + out[i]);
+        lora_free(&l);
+    }
+    EXPECT(ok, "set layout / init");
+    float a5 = s.ad[2].A[5];
+    be->scale(s.params, 2.0f, s.nparams); /* an update through the flat arena */
+    EXPECT(a5 != 0.0f && s.ad[2].A[5] == 2.0f * a5 && s.ad[2].B[0] == 0.0f, "flat arena reaches the adapters");
+    lora_set_free(&s);
+}
+
 int main(void) {
     tu_rng rng = {20261208};
     test_lora(&rng);
+    test_lora_set();
     return tu_summary("test_lora");
 }
