@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 
 #ifdef OSP_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -76,17 +77,10 @@ void bench_settle(bench_ctx *b) {
 
 /* ------------------------------------------------------------------ tensors */
 
-/* splitmix64: one independent stream per tensor, fixed by the bench seed */
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 float *bench_rand_host(bench_ctx *b, int64_t n, float a) {
     float *h = osp_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    uint64_t base = mix64(&b->seed);
+    /* one independent splitmix64 stream per tensor, fixed by the bench seed */
+    uint64_t base = osp_rng_next(&b->seed);
     /* chunked so the threads draw disjoint, reproducible streams */
     const int64_t chunk = 1 << 16;
 #pragma omp parallel for schedule(static)
@@ -94,7 +88,7 @@ float *bench_rand_host(bench_ctx *b, int64_t n, float a) {
         uint64_t s = base ^ ((uint64_t)c * 0xD1B54A32D192ED03ull);
         int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
         for (int64_t i = c * chunk; i < end; i++) {
-            double u = (double)(mix64(&s) >> 11) * (1.0 / 9007199254740992.0);
+            double u = osp_rng_uniform(&s);
             h[i] = (float)((2.0 * u - 1.0) * a);
         }
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 #include "model/wan_internal.h"
 
 /* ------------------------------------------------------------ parameter table */
@@ -226,20 +227,6 @@ int64_t wan_activation_bytes(const wan_model *m) { return m->arena_floats * (int
 
 /* ------------------------------------------------------------------ init */
 
-/* splitmix64 + Box-Muller: small, deterministic, independent of libc */
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_normal(uint64_t *s) {
-    double u = rng_unif(s), v = rng_unif(s);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 void wan_init_weights(wan_model *m, uint64_t seed) {
     float *h = osp_malloc(sizeof(float) * m->total);
     memset(h, 0, sizeof(float) * m->total);
@@ -252,13 +239,13 @@ void wan_init_weights(wan_model *m, uint64_t seed) {
             switch (p->kind) {
             case WAN_INIT_XAVIER: {
                 double a = sqrt(6.0 / (double)(fan_in + fan_out));
-                x[j] = (float)((2 * rng_unif(&s) - 1) * a);
+                x[j] = (float)((2 * osp_rng_uniform(&s) - 1) * a);
                 break;
             }
-            case WAN_INIT_NORMAL002: x[j] = (float)(0.02 * rng_normal(&s)); break;
+            case WAN_INIT_NORMAL002: x[j] = (float)(0.02 * osp_rng_normal(&s)); break;
             case WAN_INIT_ONES: x[j] = 1.0f; break;
-            case WAN_INIT_RANDN_SQRTD: x[j] = (float)(rng_normal(&s) / sqrt((double)m->D)); break;
-            case WAN_INIT_CONVBIAS: x[j] = (float)((2 * rng_unif(&s) - 1) / sqrt((double)m->Fp)); break;
+            case WAN_INIT_RANDN_SQRTD: x[j] = (float)(osp_rng_normal(&s) / sqrt((double)m->D)); break;
+            case WAN_INIT_CONVBIAS: x[j] = (float)((2 * osp_rng_uniform(&s) - 1) / sqrt((double)m->Fp)); break;
             default: x[j] = 0.0f;
             }
         }

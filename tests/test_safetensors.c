@@ -7,6 +7,7 @@
  */
 #include "core/common.h"
 #include "core/half.h"
+#include "core/rng.h"
 #include "model/io/safetensors.h"
 #include "model/io/wan_keys.h"
 
@@ -36,16 +37,11 @@ static char *tpath(const char *name) { /* rotating buffers: a few live at once *
     return p;
 }
 
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_u64(void) { /* splitmix64 */
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t g_rng = OSP_RNG_GOLDEN;
+static uint64_t rng_u64(void) { return osp_rng_next(&g_rng); }
 static float rng_normal(void) {
-    double u1 = ((rng_u64() >> 11) + 1.0) / 9007199254740993.0, u2 = (rng_u64() >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+    double u1 = ((rng_u64() >> 11) + 1.0) / 9007199254740993.0, u2 = osp_rng_uniform(&g_rng);
+    return (float)osp_box_muller(u1, u2);
 }
 static float *rand_f32(size_t n) {
     float *x = osp_malloc(n * sizeof *x);
