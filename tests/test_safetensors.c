@@ -37,6 +37,11 @@ static char *tpath(const char *name) { /* rotating buffers: a few live at once *
     return p;
 }
 
+/* the dimensions a checkpoint tells (patch 1x2x2): dim, ffn, layers, in/out channels, text, freq */
+#define WAN_T2V_DIMS(D, F, L, CI, CO, TD, FD)                                                                 \
+    {.dim = (D), .ffn_dim = (F), .num_layers = (L), .in_channels = (CI), .out_channels = (CO), .text_dim = (TD), \
+     .freq_dim = (FD), .patch = {1, 2, 2}}
+
 static uint64_t g_rng = OSP_RNG_GOLDEN;
 static uint64_t rng_u64(void) { return osp_rng_next(&g_rng); }
 static float rng_normal(void) {
@@ -356,7 +361,7 @@ static void test_keys(void) {
     CHECK(wan_keys_count(30) == 825 && wan_keys_count(40) == 1095, "state dict sizes");
 
     /* every key of a 3-layer model, in all layouts, canonicalizes back; names are distinct */
-    wan_dims d = {32, 80, 3, 4, 6, 24, 16, {1, 2, 2}};
+    wan_dims d = WAN_T2V_DIMS(32, 80, 3, 4, 6, 24, 16);
     int n = wan_keys_count(d.num_layers), bad = 0;
     char (*diff)[128] = osp_malloc((size_t)n * 128);
     for (int i = 0; i < n; i++) {
@@ -376,7 +381,8 @@ static void test_keys(void) {
     free(diff);
 
     /* parameter totals of the two published configs (spec: 1,418,996,800 and 14,288,491,584) */
-    wan_dims cfg[2] = {{1536, 8960, 30, 16, 16, 4096, 256, {1, 2, 2}}, {5120, 13824, 40, 16, 16, 4096, 256, {1, 2, 2}}};
+    wan_dims cfg[2] = {WAN_T2V_DIMS(1536, 8960, 30, 16, 16, 4096, 256),
+                       WAN_T2V_DIMS(5120, 13824, 40, 16, 16, 4096, 256)};
     long long want[2] = {1418996800LL, 14288491584LL};
     for (int c = 0; c < 2; c++) {
         long long tot = 0;
@@ -418,7 +424,7 @@ static void write_wan(const wan_dims *d, int layout, st_dtype dt, float **vals, 
 }
 
 static void test_wan_ckpt(void) {
-    wan_dims d = {32, 80, 3, 4, 6, 24, 16, {1, 2, 2}}, got;
+    wan_dims d = WAN_T2V_DIMS(32, 80, 3, 4, 6, 24, 16), got;
     int n = wan_keys_count(d.num_layers);
     float **vals = osp_malloc((size_t)n * sizeof *vals);
     for (int i = 0; i < n; i++) {

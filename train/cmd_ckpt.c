@@ -51,7 +51,7 @@ static int inspect(const char *given, bool all) {
     if (wan_infer_dims(s, &d, err, sizeof err)) {
         printf("not a Wan2.1 T2V checkpoint: %s\n", err);
     } else {
-        int heads = d.dim / 128 > 0 ? d.dim / 128 : 1;
+        int heads = wan_default_heads(d.dim);
         printf("inferred Wan2.1 config: dim %d, ffn_dim %d, num_layers %d, heads %d (dim/128; override with --heads),\n"
                "  in_channels %d, out_channels %d, patch %dx%dx%d, text_dim %d, freq_dim %d\n",
                d.dim, d.ffn_dim, d.num_layers, heads, d.in_channels, d.out_channels, d.patch[0], d.patch[1],

@@ -661,7 +661,7 @@ int config_validate(const osp_config *c, char *err, size_t errlen) {
     /* cross-field rules */
     const osp_model_cfg *m = &c->model;
     REQ(c->run_dir[0], "run_dir", "must not be empty");
-    int heads = m->num_heads ? m->num_heads : (m->dim / 128 > 1 ? m->dim / 128 : 1);
+    int heads = m->num_heads ? m->num_heads : wan_default_heads(m->dim);
     REQ(m->dim % heads == 0, "model.num_heads", "model.dim %d is not divisible by %d heads%s", m->dim, heads,
         m->num_heads ? "" : " (num_heads 0 = dim/128)");
     int hd = m->dim / heads;
