@@ -405,8 +405,7 @@ void config_defaults(osp_config *c) {
     char msg[256];
     for (int i = 0; i < NKEYS; i++) {
         int rc = apply_text(c, &KEYS[i], KEYS[i].def, "", msg, sizeof msg);
-        if (rc) fprintf(stderr, "osp: bad built-in default of %s: %s\n", KEYS[i].key, msg);
-        OSP_CHECK(rc == 0, "every default in KEYS parses");
+        if (rc) osp_die("internal error: the built-in default of %s does not parse: %s", KEYS[i].key, msg);
     }
 }
 
