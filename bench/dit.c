@@ -139,7 +139,7 @@ void bench_dit(bench_ctx *b) {
         snprintf(title, sizeof title,
                  "dit: Wan2.1-1.3B forward (dim %d, ffn %d, %d layers, %d heads, text %dx%d), B = 1, recompute on "
                  "(activations of one block); hybrid = P 2, K 8",
-                 bm.dim, bm.ffn, bm.layers, bm.heads, bm.text_len, bm.text_dim);
+                 bm.dim, bm.ffn_dim, bm.num_layers, bm.num_heads, bm.text_len, bm.text_dim);
         bench_title(title);
         printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", b->cuda ? "TFLOP" : "GFLOP", bench_rate_unit(b),
                "vs full");
@@ -155,9 +155,9 @@ void bench_dit(bench_ctx *b) {
         json_t *ideal = bench_section(b, "hybrid_ideal");
         for (int s = 0; s < 3; s++) {
             int64_t tok = (int64_t)shapes[s][0] * (shapes[s][1] / 2) * (shapes[s][2] / 2);
-            bench_attn_result a = bench_attn_time(b, 1, tok, bm.heads, bm.dim / bm.heads, NULL, false);
-            int nsparse = bm.layers - hyb.K;
-            double attn_all = bm.layers * a.fwd, t_ideal = base_f[s] - nsparse * a.fwd * (1.0 - 1.0 / 4.0);
+            bench_attn_result a = bench_attn_time(b, 1, tok, bm.num_heads, bm.dim / bm.num_heads, NULL, false);
+            int nsparse = bm.num_layers - hyb.K;
+            double attn_all = bm.num_layers * a.fwd, t_ideal = base_f[s] - nsparse * a.fwd * (1.0 - 1.0 / 4.0);
             double sp_ideal = base_f[s] / t_ideal, sp = base_f[s] / hyb_f[s];
             printf("%-8s %10.1f %11.1f%% %12.1f %9.2fx %9.2fx %9.1f%%\n", names[s], attn_all * 1e3,
                    100.0 * attn_all / base_f[s], t_ideal * 1e3, sp_ideal, sp, 100.0 * sp / sp_ideal);
@@ -174,8 +174,8 @@ void bench_dit(bench_ctx *b) {
     snprintf(title, sizeof title,
              "dit: %s (dim %d, ffn %d, %d layers, %d heads x %d, text %dx%d, latent 16x%dx%dx%d = %lld tokens), B = 1; "
              "hybrid = P 2, K 0",
-             bm.name, bm.dim, bm.ffn, bm.layers, bm.heads, bm.dim / bm.heads, bm.text_len, bm.text_dim, bm.T, bm.Hl,
-             bm.Wl, (long long)bench_model_tokens(&bm));
+             bm.name, bm.dim, bm.ffn_dim, bm.num_layers, bm.num_heads, bm.dim / bm.num_heads, bm.text_len, bm.text_dim,
+             bm.T, bm.Hl, bm.Wl, (long long)bench_model_tokens(&bm));
     bench_title(title);
     printf("%-26s %-8s %10s %10s %9s %9s %8s\n", "model", "pass", "ms", "tokens/s", b->cuda ? "TFLOP" : "GFLOP", bench_rate_unit(b),
            "vs full");

@@ -40,8 +40,8 @@ typedef struct {
 static int bench_linears(const bench_model *m, lin_shape *s) {
     int64_t L = bench_model_tokens(m);
     s[0] = (lin_shape){"q/k/v/o", L, m->dim, m->dim, 6};
-    s[1] = (lin_shape){"ffn.0", L, m->dim, m->ffn, 1};
-    s[2] = (lin_shape){"ffn.2", L, m->ffn, m->dim, 1};
+    s[1] = (lin_shape){"ffn.0", L, m->dim, m->ffn_dim, 1};
+    s[2] = (lin_shape){"ffn.2", L, m->ffn_dim, m->dim, 1};
     return 3;
 }
 
@@ -86,7 +86,7 @@ void bench_gemm(bench_ctx *b) {
     bool ref = !b->cuda;
     char title[256];
     snprintf(title, sizeof title, "gemm: linear layers of %s (%lld tokens, dim %d, ffn %d)%s", m.name,
-             (long long)bench_model_tokens(&m), m.dim, m.ffn,
+             (long long)bench_model_tokens(&m), m.dim, m.ffn_dim,
              ref ? "; reference = cblas_sgemm (OpenBLAS, all threads) on the same shape" : "");
     bench_title(title);
     gemm_arg a[4];

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 
 #ifdef OSP_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -76,17 +77,10 @@ void bench_settle(bench_ctx *b) {
 
 /* ------------------------------------------------------------------ tensors */
 
-/* splitmix64: one independent stream per tensor, fixed by the bench seed */
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 float *bench_rand_host(bench_ctx *b, int64_t n, float a) {
     float *h = osp_malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    uint64_t base = mix64(&b->seed);
+    /* one independent splitmix64 stream per tensor, fixed by the bench seed */
+    uint64_t base = osp_rng_next(&b->seed);
     /* chunked so the threads draw disjoint, reproducible streams */
     const int64_t chunk = 1 << 16;
 #pragma omp parallel for schedule(static)
@@ -94,7 +88,7 @@ float *bench_rand_host(bench_ctx *b, int64_t n, float a) {
         uint64_t s = base ^ ((uint64_t)c * 0xD1B54A32D192ED03ull);
         int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
         for (int64_t i = c * chunk; i < end; i++) {
-            double u = (double)(mix64(&s) >> 11) * (1.0 / 9007199254740992.0);
+            double u = osp_rng_uniform(&s);
             h[i] = (float)((2.0 * u - 1.0) * a);
         }
     }
@@ -111,13 +105,23 @@ float *bench_rand(bench_ctx *b, int64_t n, float a) {
 
 /* ------------------------------------------------------------------ models */
 
+/* a Wan2.1 T2V model on 16-channel latents (patch 1x2x2, freq_dim 256) */
+static bench_model bench_shape(const char *name, int dim, int ffn, int heads, int layers, int text_dim, int text_len,
+                               int T, int Hl, int Wl) {
+    bench_model m = {.name = name, .T = T, .Hl = Hl, .Wl = Wl};
+    m.dims = (wan_dims){.dim = dim, .ffn_dim = ffn, .num_heads = heads, .num_layers = layers, .in_channels = 16,
+                        .out_channels = 16, .text_dim = text_dim, .text_len = text_len, .freq_dim = 256,
+                        .patch = {1, 2, 2}};
+    return m;
+}
+
 bench_model bench_model_default(const bench_ctx *b) {
     if (b->cuda) /* Wan2.1-T2V-1.3B (docs/model.md §9) at 480P, 81 frames: 21x30x52 = 32,760 tokens */
-        return (bench_model){"Wan2.1-1.3B 480P", 1536, 8960, 12, 30, 4096, 512, 21, 60, 104};
+        return bench_shape("Wan2.1-1.3B 480P", 1536, 8960, 12, 30, 4096, 512, 21, 60, 104);
     if (b->quick) /* 4x8x16 = 512 tokens */
-        return (bench_model){"cpu-quick", 128, 512, 1, 2, 256, 32, 4, 16, 32};
+        return bench_shape("cpu-quick", 128, 512, 1, 2, 256, 32, 4, 16, 32);
     /* 8x16x16 = 2048 tokens, head dim 128 as in Wan */
-    return (bench_model){"cpu-small", 256, 1024, 2, 4, 512, 64, 8, 32, 32};
+    return bench_shape("cpu-small", 256, 1024, 2, 4, 512, 64, 8, 32, 32);
 }
 
 int64_t bench_model_tokens(const bench_model *m) { return (int64_t)m->T * (m->Hl / 2) * (m->Wl / 2); }
@@ -125,18 +129,7 @@ int64_t bench_model_tokens(const bench_model *m) { return (int64_t)m->T * (m->Hl
 wan_config bench_wan_config(const bench_model *m, bool hybrid, int P, int K, bool recompute) {
     wan_config c;
     memset(&c, 0, sizeof c);
-    c.dim = m->dim;
-    c.ffn_dim = m->ffn;
-    c.num_heads = m->heads;
-    c.num_layers = m->layers;
-    c.in_channels = 16;
-    c.out_channels = 16;
-    c.text_dim = m->text_dim;
-    c.text_len = m->text_len;
-    c.freq_dim = 256;
-    c.patch[0] = 1;
-    c.patch[1] = 2;
-    c.patch[2] = 2;
+    c.dims = m->dims;
     c.eps = 1e-6f;
     c.recompute = recompute;
     c.hybrid = hybrid;
@@ -162,9 +155,8 @@ wan_model *bench_wan_init_config(bench_ctx *b, const wan_config *c) {
     wan_init_weights(m, b->seed++);
     /* the Wan init zeroes head.head.weight; give it random values so the backward carries
      * nonzero gradients through every block (timing does not depend on it, tests do) */
-    int hi = wan_param_find(m, "head.head.weight");
-    if (hi >= 0) {
-        const wan_param_info *p = wan_param(m, hi);
+    {
+        const wan_param_info *p = wan_param(m, wan_arch_top_index(c->num_layers, WAN_HEAD_W));
         float *h = bench_rand_host(b, p->numel, 0.02f);
         b->be->upload(wan_params(m) + p->offset, h, sizeof(float) * (size_t)p->numel);
         free(h);

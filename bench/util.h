@@ -18,7 +18,7 @@
  * attention shapes taken from it. Latent [16, T, Hl, Wl], patch 1x2x2. */
 typedef struct {
     const char *name;
-    int dim, ffn, heads, layers, text_dim, text_len;
+    WAN_DIMS_UNION; /* dim, ffn_dim, num_heads, ... or .dims (model/wan_arch.h) */
     int T, Hl, Wl;
 } bench_model;
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 #include "data/h5util.h"
 
 typedef struct {
@@ -61,21 +62,14 @@ struct osp_dataset {
 
 /* ------------------------------------------------------------------ shuffling */
 
-uint64_t dataset_splitmix64(uint64_t x) {
-    uint64_t z = x + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t key3(uint64_t seed, uint64_t a, uint64_t b) {
-    return dataset_splitmix64(dataset_splitmix64(dataset_splitmix64(seed) ^ a) ^ b);
+    return osp_splitmix64(osp_splitmix64(osp_splitmix64(seed) ^ a) ^ b);
 }
 
 /* Fisher-Yates with the i-th draw = splitmix64(key + i): a counter-based stream */
 static void shuffle_i64(int64_t *v, int64_t n, uint64_t key) {
     for (int64_t i = n - 1; i > 0; i--) {
-        uint64_t r = dataset_splitmix64(key + (uint64_t)i);
+        uint64_t r = osp_splitmix64(key + (uint64_t)i);
         int64_t j = (int64_t)(r % (uint64_t)(i + 1));
         int64_t t = v[i];
         v[i] = v[j];

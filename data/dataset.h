@@ -90,7 +90,4 @@ const char *dataset_path(const osp_dataset *ds);
 /* Prompt string of a global sample index ("" if the file has no `prompts`). 0 / -1. */
 int dataset_prompt(osp_dataset *ds, int64_t index, char *buf, size_t buflen);
 
-/* The counter-based generator used for shuffling (also handy elsewhere). */
-uint64_t dataset_splitmix64(uint64_t x);
-
 #endif

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 #include "data/h5util.h"
 
 const char *const shapes_color_names[SHAPES_NCOLORS] = {"red", "green", "blue", "yellow",
@@ -25,17 +26,6 @@ static const char *const vocab[SHAPES_NVOCAB] = {"red",    "green",  "blue",   "
                                                  "cyan",   "white",  "square", "circle",   "triangle",
                                                  "moving", "left",   "right",  "up",       "down"};
 
-/* splitmix64 finalizer of x + golden ratio (same definition as dataset_splitmix64) */
-static uint64_t mix64(uint64_t x) {
-    uint64_t z = x + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [0,1) from 53 random bits */
-static double u01(uint64_t r) { return (double)(r >> 11) * (1.0 / 9007199254740992.0); }
-
 /* ------------------------------------------------------------------ words */
 
 int shapes_word_index(const char *word) {
@@ -44,15 +34,16 @@ int shapes_word_index(const char *word) {
     return -1;
 }
 
-/* entry d of word v: key = mix64(SHAPES_EMB_SEED ^ mix64(v)); u1 = 1 - u01(mix64(key + 2d)),
- * u2 = u01(mix64(key + 2d + 1)); z = sqrt(-2 ln u1) cos(2 pi u2); value = z / sqrt(Dt) */
+/* entry d of word v (mix = splitmix64, u01 = top 53 bits, core/rng.h):
+ * key = mix(SHAPES_EMB_SEED ^ mix(v)); u1 = 1 - u01(mix(key + 2d)), u2 = u01(mix(key + 2d + 1));
+ * z = sqrt(-2 ln u1) cos(2 pi u2); value = z / sqrt(Dt) */
 void shapes_word_vector(int v, int text_dim, float *out) {
-    uint64_t key = mix64(SHAPES_EMB_SEED ^ mix64((uint64_t)v));
+    uint64_t key = osp_splitmix64(SHAPES_EMB_SEED ^ osp_splitmix64((uint64_t)v));
     double scale = 1.0 / sqrt((double)text_dim);
     for (int d = 0; d < text_dim; d++) {
-        double u1 = 1.0 - u01(mix64(key + 2 * (uint64_t)d)); /* (0,1]: log is finite */
-        double u2 = u01(mix64(key + 2 * (uint64_t)d + 1));
-        out[d] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2) * scale);
+        double u1 = 1.0 - osp_u01(osp_splitmix64(key + 2 * (uint64_t)d)); /* (0,1]: log is finite */
+        double u2 = osp_u01(osp_splitmix64(key + 2 * (uint64_t)d + 1));
+        out[d] = (float)(osp_box_muller(u1, u2) * scale);
     }
 }
 
@@ -186,9 +177,9 @@ void shapes_render(float *video, int color, int shape, int dir, int frames, int 
     const int S = size, T = frames, SS = 4;
     double sz = shape_side(S), v = shapes_speed(T, S, speed);
     double travel = v * (T - 1); /* shapes_speed is 0 for a single frame */
-    uint64_t k = mix64(seed);
-    double a0 = u01(mix64(k + 1)) * (S - sz - travel); /* along the motion */
-    double b0 = u01(mix64(k + 2)) * (S - sz);          /* across it */
+    uint64_t k = osp_splitmix64(seed);
+    double a0 = osp_u01(osp_splitmix64(k + 1)) * (S - sz - travel); /* along the motion */
+    double b0 = osp_u01(osp_splitmix64(k + 2)) * (S - sz);          /* across it */
     const float *rgb = shapes_color_rgb[color];
     size_t plane = (size_t)S * S, chan = (size_t)T * plane;
     for (size_t i = 0; i < 3 * chan; i++) video[i] = -1.0f;
@@ -223,7 +214,7 @@ void shapes_val_path(const char *train_path, char *out, size_t outlen) {
         snprintf(out, outlen, "%s_val.h5", train_path);
 }
 
-/* write one file: sample i uses combos[i % ncombo] and clip seed mix64(stream + i) */
+/* write one file: sample i uses combos[i % ncombo] and clip seed osp_splitmix64(stream + i) */
 static int write_split(const char *path, const int (*combos)[3], int ncombo, int num, int T, int S, double speed,
                        int L, int Dt, uint64_t seed, uint64_t stream, char *err, size_t errlen) {
     h5_writer *w = h5w_open(path, err, errlen);
@@ -237,13 +228,14 @@ static int write_split(const char *path, const int (*combos)[3], int ncombo, int
     char **prompts = osp_malloc((size_t)num * sizeof(char *));
     int64_t ld[5] = {num, 3, T, S, S};
     h5w_f32_create(w, "latents", 5, ld);
-    uint64_t key = mix64(seed ^ stream);
+    uint64_t key = osp_splitmix64(seed ^ stream);
     for (int i0 = 0; i0 < num; i0 += chunk) {
         int n = num - i0 < chunk ? num - i0 : chunk;
         for (int r = 0; r < n; r++) {
             int i = i0 + r;
             const int *cb = combos[i % ncombo];
-            shapes_render(vid + (size_t)r * clip, cb[0], cb[1], cb[2], T, S, speed, mix64(key + (uint64_t)i));
+            shapes_render(vid + (size_t)r * clip, cb[0], cb[1], cb[2], T, S, speed,
+                          osp_splitmix64(key + (uint64_t)i));
             char p[64];
             shapes_prompt(cb[0], cb[1], cb[2], p, sizeof p);
             prompts[i] = strdup(p);

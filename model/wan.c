@@ -9,83 +9,30 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 #include "model/wan_internal.h"
 
 /* ------------------------------------------------------------ parameter table */
 
-static void add_param(wan_model *m, int *cap, const char *name, int kind, int ndim, int64_t s0, int64_t s1,
-                      int64_t s2, int64_t s3, int64_t s4) {
-    if (m->nparam == *cap) {
-        *cap = *cap ? 2 * *cap : 64;
-        wan_param_info *n = osp_calloc((size_t)*cap, sizeof *n);
-        if (m->info) memcpy(n, m->info, sizeof *n * m->nparam);
-        free(m->info);
-        m->info = n;
-    }
-    wan_param_info *p = &m->info[m->nparam++];
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
-    int64_t s[5] = {s0, s1, s2, s3, s4};
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = s[i];
-        p->numel *= s[i];
-    }
-    p->kind = kind;
-    p->offset = m->total;
-    /* keep every tensor 16-float aligned for vector loads on any backend */
-    m->total += (p->numel + 15) / 16 * 16;
-}
-
-static void add_linear(wan_model *m, int *cap, const char *prefix, int out, int in, int wkind) {
-    char n[160];
-    snprintf(n, sizeof n, "%s.weight", prefix);
-    add_param(m, cap, n, wkind, 2, out, in, 0, 0, 0);
-    snprintf(n, sizeof n, "%s.bias", prefix);
-    add_param(m, cap, n, WAN_INIT_ZERO, 1, out, 0, 0, 0, 0);
-}
-
+/* One entry per row of the parameter table (model/wan_arch.h), in its order: the arena
+ * layout and the order of the init draws. */
 static void build_table(wan_model *m) {
-    const wan_config *c = &m->cfg;
-    int cap = 0, D = m->D;
-    char n[96];
-    add_param(m, &cap, "patch_embedding.weight", WAN_INIT_XAVIER, 5, D, c->in_channels, c->patch[0], c->patch[1],
-              c->patch[2]);
-    add_param(m, &cap, "patch_embedding.bias", WAN_INIT_CONVBIAS, 1, D, 0, 0, 0, 0);
-    add_linear(m, &cap, "text_embedding.0", D, c->text_dim, WAN_INIT_NORMAL002);
-    add_linear(m, &cap, "text_embedding.2", D, D, WAN_INIT_NORMAL002);
-    add_linear(m, &cap, "time_embedding.0", D, c->freq_dim, WAN_INIT_NORMAL002);
-    add_linear(m, &cap, "time_embedding.2", D, D, WAN_INIT_NORMAL002);
-    add_linear(m, &cap, "time_projection.1", 6 * D, D, WAN_INIT_XAVIER);
-    static const char *att[2] = {"self_attn", "cross_attn"};
-    for (int i = 0; i < c->num_layers; i++) {
-        for (int a = 0; a < 2; a++) {
-            static const char *pr[4] = {"q", "k", "v", "o"};
-            for (int j = 0; j < 4; j++) {
-                snprintf(n, sizeof n, "blocks.%d.%s.%s", i, att[a], pr[j]);
-                add_linear(m, &cap, n, D, D, WAN_INIT_XAVIER);
-            }
-            snprintf(n, sizeof n, "blocks.%d.%s.norm_q.weight", i, att[a]);
-            add_param(m, &cap, n, WAN_INIT_ONES, 1, D, 0, 0, 0, 0);
-            snprintf(n, sizeof n, "blocks.%d.%s.norm_k.weight", i, att[a]);
-            add_param(m, &cap, n, WAN_INIT_ONES, 1, D, 0, 0, 0, 0);
-            if (a == 0) {
-                snprintf(n, sizeof n, "blocks.%d.norm3.weight", i);
-                add_param(m, &cap, n, WAN_INIT_ONES, 1, D, 0, 0, 0, 0);
-                snprintf(n, sizeof n, "blocks.%d.norm3.bias", i);
-                add_param(m, &cap, n, WAN_INIT_ZERO, 1, D, 0, 0, 0, 0);
-            }
-        }
-        snprintf(n, sizeof n, "blocks.%d.ffn.0", i);
-        add_linear(m, &cap, n, m->F, D, WAN_INIT_XAVIER);
-        snprintf(n, sizeof n, "blocks.%d.ffn.2", i);
-        add_linear(m, &cap, n, D, m->F, WAN_INIT_XAVIER);
-        snprintf(n, sizeof n, "blocks.%d.modulation", i);
-        add_param(m, &cap, n, WAN_INIT_RANDN_SQRTD, 3, 1, 6, D, 0, 0);
+    int L = m->cfg.num_layers;
+    m->nparam = wan_arch_count(L);
+    m->info = osp_calloc((size_t)m->nparam, sizeof *m->info);
+    for (int i = 0; i < m->nparam; i++) {
+        int blk;
+        const wan_arch_param *a = wan_arch_at(L, i, &blk);
+        wan_param_info *p = &m->info[i];
+        OSP_CHECK(wan_arch_name(a, blk, false, p->name, sizeof p->name) == 0, "parameter name too long");
+        p->ndim = wan_arch_shape(a, &m->cfg.dims, p->shape);
+        p->numel = 1;
+        for (int k = 0; k < p->ndim; k++) p->numel *= p->shape[k];
+        p->kind = a->init;
+        p->offset = m->total;
+        /* keep every tensor 16-float aligned for vector loads on any backend */
+        m->total += (p->numel + 15) / 16 * 16;
     }
-    add_param(m, &cap, "head.head.weight", WAN_INIT_ZERO, 2, m->Fo, D, 0, 0, 0);
-    add_param(m, &cap, "head.head.bias", WAN_INIT_ZERO, 1, m->Fo, 0, 0, 0, 0);
-    add_param(m, &cap, "head.modulation", WAN_INIT_RANDN_SQRTD, 3, 1, 2, D, 0, 0);
 }
 
 int wan_param_find(const wan_model *m, const char *name) {
@@ -94,52 +41,44 @@ int wan_param_find(const wan_model *m, const char *name) {
     return -1;
 }
 
-static float *pp(const wan_model *m, float *base, const char *fmt, int i) {
-    char n[96];
-    snprintf(n, sizeof n, fmt, i);
-    int k = wan_param_find(m, n);
-    OSP_CHECK(k >= 0, "parameter table is missing a Wan2.1 key");
-    return base + m->info[k].offset;
-}
-
-static lin_p pl(const wan_model *m, float *base, const char *fmt, int i) {
-    char n[96];
-    snprintf(n, sizeof n, fmt, i);
-    char w[112], b[112];
-    snprintf(w, sizeof w, "%s.weight", n);
-    snprintf(b, sizeof b, "%s.bias", n);
-    return (lin_p){pp(m, base, w, 0), pp(m, base, b, 0)};
-}
+/* the tensor at parameter position i, and a linear layer's weight (at i) and bias (at i + 1) */
+static float *one(const wan_model *m, float *base, int i) { return base + m->info[i].offset; }
+static lin_p lin(const wan_model *m, float *base, int i) { return (lin_p){one(m, base, i), one(m, base, i + 1)}; }
 
 static void bind(const wan_model *m, float *base, wan_p *p) {
-    p->pe = pl(m, base, "patch_embedding", 0);
-    p->te0 = pl(m, base, "text_embedding.0", 0);
-    p->te2 = pl(m, base, "text_embedding.2", 0);
-    p->tm0 = pl(m, base, "time_embedding.0", 0);
-    p->tm2 = pl(m, base, "time_embedding.2", 0);
-    p->tp = pl(m, base, "time_projection.1", 0);
-    p->head = pl(m, base, "head.head", 0);
-    p->hmod = pp(m, base, "head.modulation", 0);
-    p->blk = osp_calloc((size_t)m->cfg.num_layers, sizeof(block_p));
-    for (int i = 0; i < m->cfg.num_layers; i++) {
+    int L = m->cfg.num_layers;
+#define TOP(r) wan_arch_top_index(L, r)
+    p->pe = lin(m, base, TOP(WAN_PATCH_W));
+    p->te0 = lin(m, base, TOP(WAN_TEXT0_W));
+    p->te2 = lin(m, base, TOP(WAN_TEXT2_W));
+    p->tm0 = lin(m, base, TOP(WAN_TIME0_W));
+    p->tm2 = lin(m, base, TOP(WAN_TIME2_W));
+    p->tp = lin(m, base, TOP(WAN_TPROJ_W));
+    p->head = lin(m, base, TOP(WAN_HEAD_W));
+    p->hmod = one(m, base, TOP(WAN_HEAD_MOD));
+#undef TOP
+    p->blk = osp_calloc((size_t)L, sizeof(block_p));
+    for (int i = 0; i < L; i++) {
         block_p *b = &p->blk[i];
-        b->sq = pl(m, base, "blocks.%d.self_attn.q", i);
-        b->sk = pl(m, base, "blocks.%d.self_attn.k", i);
-        b->sv = pl(m, base, "blocks.%d.self_attn.v", i);
-        b->so = pl(m, base, "blocks.%d.self_attn.o", i);
-        b->snq = pp(m, base, "blocks.%d.self_attn.norm_q.weight", i);
-        b->snk = pp(m, base, "blocks.%d.self_attn.norm_k.weight", i);
-        b->n3w = pp(m, base, "blocks.%d.norm3.weight", i);
-        b->n3b = pp(m, base, "blocks.%d.norm3.bias", i);
-        b->cq = pl(m, base, "blocks.%d.cross_attn.q", i);
-        b->ck = pl(m, base, "blocks.%d.cross_attn.k", i);
-        b->cv = pl(m, base, "blocks.%d.cross_attn.v", i);
-        b->co = pl(m, base, "blocks.%d.cross_attn.o", i);
-        b->cnq = pp(m, base, "blocks.%d.cross_attn.norm_q.weight", i);
-        b->cnk = pp(m, base, "blocks.%d.cross_attn.norm_k.weight", i);
-        b->f1 = pl(m, base, "blocks.%d.ffn.0", i);
-        b->f2 = pl(m, base, "blocks.%d.ffn.2", i);
-        b->mod = pp(m, base, "blocks.%d.modulation", i);
+#define BLK(r) wan_arch_block_index(i, r)
+        b->sq = lin(m, base, BLK(WAN_SQ_W));
+        b->sk = lin(m, base, BLK(WAN_SK_W));
+        b->sv = lin(m, base, BLK(WAN_SV_W));
+        b->so = lin(m, base, BLK(WAN_SO_W));
+        b->snq = one(m, base, BLK(WAN_SNORM_Q));
+        b->snk = one(m, base, BLK(WAN_SNORM_K));
+        b->n3w = one(m, base, BLK(WAN_NORM3_W));
+        b->n3b = one(m, base, BLK(WAN_NORM3_B));
+        b->cq = lin(m, base, BLK(WAN_CQ_W));
+        b->ck = lin(m, base, BLK(WAN_CK_W));
+        b->cv = lin(m, base, BLK(WAN_CV_W));
+        b->co = lin(m, base, BLK(WAN_CO_W));
+        b->cnq = one(m, base, BLK(WAN_CNORM_Q));
+        b->cnk = one(m, base, BLK(WAN_CNORM_K));
+        b->f1 = lin(m, base, BLK(WAN_FFN0_W));
+        b->f2 = lin(m, base, BLK(WAN_FFN2_W));
+        b->mod = one(m, base, BLK(WAN_MOD));
+#undef BLK
     }
 }
 
@@ -149,7 +88,7 @@ wan_model *wan_init(const wan_config *cfg, const osp_backend *be) {
     m->be = be;
     m->D = cfg->dim;
     m->F = cfg->ffn_dim;
-    m->H = cfg->num_heads > 0 ? cfg->num_heads : (cfg->dim / 128 > 0 ? cfg->dim / 128 : 1);
+    m->H = cfg->num_heads > 0 ? cfg->num_heads : wan_default_heads(cfg->dim);
     m->cfg.num_heads = m->H;
     OSP_CHECK(m->D % m->H == 0, "dim must be divisible by num_heads");
     m->hd = m->D / m->H;
@@ -226,20 +165,6 @@ int64_t wan_activation_bytes(const wan_model *m) { return m->arena_floats * (int
 
 /* ------------------------------------------------------------------ init */
 
-/* splitmix64 + Box-Muller: small, deterministic, independent of libc */
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_unif(uint64_t *s) { return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_normal(uint64_t *s) {
-    double u = rng_unif(s), v = rng_unif(s);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
 void wan_init_weights(wan_model *m, uint64_t seed) {
     float *h = osp_malloc(sizeof(float) * m->total);
     memset(h, 0, sizeof(float) * m->total);
@@ -252,13 +177,13 @@ void wan_init_weights(wan_model *m, uint64_t seed) {
             switch (p->kind) {
             case WAN_INIT_XAVIER: {
                 double a = sqrt(6.0 / (double)(fan_in + fan_out));
-                x[j] = (float)((2 * rng_unif(&s) - 1) * a);
+                x[j] = (float)((2 * osp_rng_uniform(&s) - 1) * a);
                 break;
             }
-            case WAN_INIT_NORMAL002: x[j] = (float)(0.02 * rng_normal(&s)); break;
+            case WAN_INIT_NORMAL002: x[j] = (float)(0.02 * osp_rng_normal(&s)); break;
             case WAN_INIT_ONES: x[j] = 1.0f; break;
-            case WAN_INIT_RANDN_SQRTD: x[j] = (float)(rng_normal(&s) / sqrt((double)m->D)); break;
-            case WAN_INIT_CONVBIAS: x[j] = (float)((2 * rng_unif(&s) - 1) / sqrt((double)m->Fp)); break;
+            case WAN_INIT_RANDN_SQRTD: x[j] = (float)(osp_rng_normal(&s) / sqrt((double)m->D)); break;
+            case WAN_INIT_CONVBIAS: x[j] = (float)((2 * osp_rng_uniform(&s) - 1) / sqrt((double)m->Fp)); break;
             default: x[j] = 0.0f;
             }
         }

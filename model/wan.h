@@ -6,7 +6,7 @@
  * through an osp_backend, so the same code runs on the CPU and on CUDA.
  *
  * Parameter names are the ORIGINAL Wan2.1 keys (patch_embedding.weight, blocks.3.ffn.0.bias,
- * head.modulation, ...) in the order of the reference state dict.
+ * head.modulation, ...) in the order of the parameter table (model/wan_arch.h).
  */
 #ifndef OSP_WAN_H
 #define OSP_WAN_H
@@ -15,11 +15,10 @@
 #include <stdint.h>
 
 #include "model/ops.h"
+#include "model/wan_arch.h"
 
 typedef struct {
-    int dim, ffn_dim, num_heads, num_layers;
-    int in_channels, out_channels, text_dim, text_len, freq_dim;
-    int patch[3];
+    WAN_DIMS_UNION; /* dim, ffn_dim, num_heads, ... patch; or all as .dims (model/wan_arch.h) */
     float eps;
     bool recompute;
     bool hybrid;          /* OSP-Next dual_end hybrid attention */
@@ -43,7 +42,7 @@ typedef struct {
     int ndim;
     int64_t shape[5];
     int64_t offset, numel;
-    int kind; /* WAN_INIT_* : how the Wan init scheme draws it */
+    int kind; /* WAN_INIT_* (model/wan_arch.h): how the Wan init scheme draws it */
 } wan_param_info;
 
 typedef struct wan_model wan_model;

@@ -10,8 +10,6 @@
 #include "model/skiparse.h"
 #include "model/wan.h"
 
-enum { WAN_INIT_XAVIER, WAN_INIT_ZERO, WAN_INIT_NORMAL002, WAN_INIT_ONES, WAN_INIT_RANDN_SQRTD, WAN_INIT_CONVBIAS };
-
 typedef struct {
     float *w, *b;
 } lin_p;

@@ -15,18 +15,14 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/rng.h"
 #include "model/ops.h"
 
 static const osp_backend *C, *G;
 static int nfail, nchecks;
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t rng = OSP_RNG_GOLDEN;
 
-static inline uint64_t rnd_u64(void) { /* splitmix64 */
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+static inline uint64_t rnd_u64(void) { return osp_rng_next(&rng); }
 static inline float rnd_uniform(float lo, float hi) {
     return lo + (hi - lo) * (float)((rnd_u64() >> 40) * 0x1.0p-24);
 }

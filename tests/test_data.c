@@ -12,6 +12,7 @@
 
 #include "core/common.h"
 #include "core/half.h"
+#include "core/rng.h"
 #include "data/dataset.h"
 #include "data/gif.h"
 #include "data/h5util.h"
@@ -27,7 +28,7 @@ static void tpath(char *out, size_t n, const char *name) { snprintf(out, n, "%s/
 
 /* seeded test randomness (fresh per test, never zeros) */
 static uint64_t rng_state = 0x1234567ull;
-static double urand(void) { return (double)(dataset_splitmix64(rng_state++) >> 11) * (1.0 / 9007199254740992.0); }
+static double urand(void) { return osp_u01(osp_splitmix64(rng_state++)); }
 static float nrand(void) { return (float)(sqrt(-2.0 * log(1.0 - urand())) * cos(6.283185307179586 * urand())); }
 
 static double rel_err(const float *a, const float *b, size_t n) {

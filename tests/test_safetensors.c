@@ -7,6 +7,7 @@
  */
 #include "core/common.h"
 #include "core/half.h"
+#include "core/rng.h"
 #include "model/io/safetensors.h"
 #include "model/io/wan_keys.h"
 
@@ -36,16 +37,16 @@ static char *tpath(const char *name) { /* rotating buffers: a few live at once *
     return p;
 }
 
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_u64(void) { /* splitmix64 */
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* the dimensions a checkpoint tells (patch 1x2x2): dim, ffn, layers, in/out channels, text, freq */
+#define WAN_T2V_DIMS(D, F, L, CI, CO, TD, FD)                                                                 \
+    {.dim = (D), .ffn_dim = (F), .num_layers = (L), .in_channels = (CI), .out_channels = (CO), .text_dim = (TD), \
+     .freq_dim = (FD), .patch = {1, 2, 2}}
+
+static uint64_t g_rng = OSP_RNG_GOLDEN;
+static uint64_t rng_u64(void) { return osp_rng_next(&g_rng); }
 static float rng_normal(void) {
-    double u1 = ((rng_u64() >> 11) + 1.0) / 9007199254740993.0, u2 = (rng_u64() >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+    double u1 = ((rng_u64() >> 11) + 1.0) / 9007199254740993.0, u2 = osp_rng_uniform(&g_rng);
+    return (float)osp_box_muller(u1, u2);
 }
 static float *rand_f32(size_t n) {
     float *x = osp_malloc(n * sizeof *x);
@@ -360,7 +361,7 @@ static void test_keys(void) {
     CHECK(wan_keys_count(30) == 825 && wan_keys_count(40) == 1095, "state dict sizes");
 
     /* every key of a 3-layer model, in all layouts, canonicalizes back; names are distinct */
-    wan_dims d = {32, 80, 3, 4, 6, 24, 16, {1, 2, 2}};
+    wan_dims d = WAN_T2V_DIMS(32, 80, 3, 4, 6, 24, 16);
     int n = wan_keys_count(d.num_layers), bad = 0;
     char (*diff)[128] = osp_malloc((size_t)n * 128);
     for (int i = 0; i < n; i++) {
@@ -380,7 +381,8 @@ static void test_keys(void) {
     free(diff);
 
     /* parameter totals of the two published configs (docs/model.md §9: 1,418,996,800 and 14,288,491,584) */
-    wan_dims cfg[2] = {{1536, 8960, 30, 16, 16, 4096, 256, {1, 2, 2}}, {5120, 13824, 40, 16, 16, 4096, 256, {1, 2, 2}}};
+    wan_dims cfg[2] = {WAN_T2V_DIMS(1536, 8960, 30, 16, 16, 4096, 256),
+                       WAN_T2V_DIMS(5120, 13824, 40, 16, 16, 4096, 256)};
     long long want[2] = {1418996800LL, 14288491584LL};
     for (int c = 0; c < 2; c++) {
         long long tot = 0;
@@ -422,7 +424,7 @@ static void write_wan(const wan_dims *d, int layout, st_dtype dt, float **vals, 
 }
 
 static void test_wan_ckpt(void) {
-    wan_dims d = {32, 80, 3, 4, 6, 24, 16, {1, 2, 2}}, got;
+    wan_dims d = WAN_T2V_DIMS(32, 80, 3, 4, 6, 24, 16), got;
     int n = wan_keys_count(d.num_layers);
     float **vals = osp_malloc((size_t)n * sizeof *vals);
     for (int i = 0; i < n; i++) {

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
+
 /* ------------------------------------------------------------------ checks */
 
 static int tu_nfail = 0, tu_npass = 0;
@@ -55,25 +57,16 @@ static inline int tu_summary(const char *test) {
 
 /* ------------------------------------------------------------------ RNG */
 
-/* splitmix64: tiny, seedable, good enough for test inputs */
+/* a seeded splitmix64 stream (core/rng.h) */
 typedef struct {
     uint64_t s;
 } tu_rng;
 
-static inline uint64_t tu_next(tu_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t tu_next(tu_rng *r) { return osp_rng_next(&r->s); }
 /* uniform in [0, 1) with 53 bits */
-static inline double tu_uniform(tu_rng *r) { return (double)(tu_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+static inline double tu_uniform(tu_rng *r) { return osp_rng_uniform(&r->s); }
 static inline int64_t tu_randint(tu_rng *r, int64_t n) { return (int64_t)(tu_uniform(r) * (double)n); }
-static inline double tu_normal(tu_rng *r) {
-    double u1 = tu_uniform(r), u2 = tu_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+static inline double tu_normal(tu_rng *r) { return osp_rng_normal(&r->s); }
 static inline void tu_fill_normal(tu_rng *r, float *x, int64_t n, double scale) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * tu_normal(r));
 }

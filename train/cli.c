@@ -50,15 +50,11 @@ void cli_config_validate(const osp_config *c) {
 }
 
 void cli_config_from_dims(osp_config *c, const wan_dims *d) {
-    osp_model_cfg *m = &c->model;
-    m->dim = d->dim;
-    m->ffn_dim = d->ffn_dim;
-    m->num_layers = d->num_layers;
-    m->in_channels = d->in_channels;
-    m->out_channels = d->out_channels;
-    m->text_dim = d->text_dim;
-    m->freq_dim = d->freq_dim;
-    for (int i = 0; i < 3; i++) m->patch[i] = d->patch[i];
+    /* the weights do not tell the heads and the text length: those stay the config's */
+    wan_dims w = *d;
+    w.num_heads = c->model.num_heads;
+    w.text_len = c->model.text_len;
+    c->model.dims = w;
 }
 
 const osp_backend *cli_backend(const char *device) {
@@ -75,16 +71,7 @@ wan_config cli_wan_config(const osp_config *c) {
     wan_config w;
     memset(&w, 0, sizeof w);
     const osp_model_cfg *m = &c->model;
-    w.dim = m->dim;
-    w.ffn_dim = m->ffn_dim;
-    w.num_heads = m->num_heads;
-    w.num_layers = m->num_layers;
-    w.in_channels = m->in_channels;
-    w.out_channels = m->out_channels;
-    w.text_dim = m->text_dim;
-    w.text_len = m->text_len;
-    w.freq_dim = m->freq_dim;
-    for (int i = 0; i < 3; i++) w.patch[i] = m->patch[i];
+    w.dims = m->dims;
     w.eps = m->eps;
     w.recompute = m->recompute;
     w.pos_sincos = !strcmp(m->pos_embed, "rope+sincos");

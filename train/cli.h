@@ -45,5 +45,6 @@ int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_version(int argc, char **argv); /* osp --version */
 
 #endif

@@ -51,7 +51,7 @@ static int inspect(const char *given, bool all) {
     if (wan_infer_dims(s, &d, err, sizeof err)) {
         printf("not a Wan2.1 T2V checkpoint: %s\n", err);
     } else {
-        int heads = d.dim / 128 > 0 ? d.dim / 128 : 1;
+        int heads = wan_default_heads(d.dim);
         printf("inferred Wan2.1 config: dim %d, ffn_dim %d, num_layers %d, heads %d (dim/128; override with --heads),\n"
                "  in_channels %d, out_channels %d, patch %dx%dx%d, text_dim %d, freq_dim %d\n",
                d.dim, d.ffn_dim, d.num_layers, heads, d.in_channels, d.out_channels, d.patch[0], d.patch[1],
@@ -106,7 +106,8 @@ static int convert(const char *in, const char *out, const char *to, const char *
 int cmd_ckpt(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
-        return argc < 1 ? 2 : 0;
+        if (argc < 1) osp_exit(2); /* every failing exit goes through osp_exit */
+        return 0;
     }
     if (!strcmp(argv[0], "inspect")) {
         const char *path = NULL;

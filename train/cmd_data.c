@@ -25,7 +25,8 @@ static void usage(FILE *f) {
 int cmd_data(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
-        return argc < 1 ? 2 : 0;
+        if (argc < 1) osp_exit(2); /* every failing exit goes through osp_exit */
+        return 0;
     }
     if (!strcmp(argv[0], "heldout")) { /* the held-out prompts, one per line (used by the demo) */
         const char *const *p;

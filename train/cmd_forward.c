@@ -88,7 +88,7 @@ int cmd_forward(int argc, char **argv) {
         if (!strncmp(sets[i], "model.num_heads=", 16)) heads_set = true;
     int cfg_heads = cfg.model.num_heads;
     cli_config_from_dims(&cfg, &dims);
-    cfg.model.num_heads = heads > 0 ? heads : heads_set ? cfg_heads : (dims.dim / 128 > 0 ? dims.dim / 128 : 1);
+    cfg.model.num_heads = heads > 0 ? heads : heads_set ? cfg_heads : wan_default_heads(dims.dim);
     cfg.model.text_len = (int)td[1];
     cli_config_validate(&cfg);
     wan_config wc = cli_wan_config(&cfg);

@@ -129,7 +129,8 @@ int cmd_sample(int argc, char **argv) {
     wan_dims dims;
     if (wan_infer_dims(st, &dims, err, sizeof err)) osp_die("%s", err);
     cli_config_from_dims(&cfg, &dims);
-    if (cfg.model.num_heads <= 0 || dims.dim % cfg.model.num_heads) cfg.model.num_heads = dims.dim / 128 > 0 ? dims.dim / 128 : 1;
+    if (cfg.model.num_heads <= 0 || dims.dim % cfg.model.num_heads)
+        cfg.model.num_heads = wan_default_heads(dims.dim);
 
     /* prompt embeddings */
     int L = cfg.model.text_len, Dt = dims.text_dim, N = np;

@@ -405,8 +405,7 @@ void config_defaults(osp_config *c) {
     char msg[256];
     for (int i = 0; i < NKEYS; i++) {
         int rc = apply_text(c, &KEYS[i], KEYS[i].def, "", msg, sizeof msg);
-        if (rc) fprintf(stderr, "osp: bad built-in default of %s: %s\n", KEYS[i].key, msg);
-        OSP_CHECK(rc == 0, "every default in KEYS parses");
+        if (rc) osp_die("internal error: the built-in default of %s does not parse: %s", KEYS[i].key, msg);
     }
 }
 
@@ -661,7 +660,7 @@ int config_validate(const osp_config *c, char *err, size_t errlen) {
     /* cross-field rules */
     const osp_model_cfg *m = &c->model;
     REQ(c->run_dir[0], "run_dir", "must not be empty");
-    int heads = m->num_heads ? m->num_heads : (m->dim / 128 > 1 ? m->dim / 128 : 1);
+    int heads = m->num_heads ? m->num_heads : wan_default_heads(m->dim);
     REQ(m->dim % heads == 0, "model.num_heads", "model.dim %d is not divisible by %d heads%s", m->dim, heads,
         m->num_heads ? "" : " (num_heads 0 = dim/128)");
     int hd = m->dim / heads;

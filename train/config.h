@@ -11,13 +11,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "model/wan_arch.h"
+
 #define OSP_CFG_STR 512
 #define OSP_CFG_MAXLIST 64
 
 typedef struct {
-    int dim, ffn_dim, num_heads, num_layers;   /* num_heads 0 -> dim/128 (at least 1) */
-    int in_channels, out_channels, text_dim, text_len, freq_dim;
-    int patch[3];                              /* (pt, ph, pw) */
+    WAN_DIMS_UNION;                            /* dim ... patch, or .dims (model/wan_arch.h) */
     float eps;
     bool recompute;                            /* per-block activation recomputation */
     char pos_embed[16];                        /* rope | rope+sincos */

@@ -8,20 +8,16 @@
 #include <string.h>
 
 #include "core/common.h"
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "core/rng.h"
 
 uint64_t flow_key(uint64_t seed, uint64_t a, uint64_t b) {
-    return mix64(mix64(mix64(seed + 0x9E3779B97F4A7C15ull) ^ (a * 0xD1B54A32D192ED03ull)) ^
-                 (b * 0x8CB92BA72F3D8DD7ull + 1));
+    return osp_mix64(osp_mix64(osp_splitmix64(seed) ^ (a * 0xD1B54A32D192ED03ull)) ^
+                     (b * 0x8CB92BA72F3D8DD7ull + 1));
 }
 
 double flow_uniform(uint64_t key, uint64_t i) {
-    return (double)(mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull) >> 11) * (1.0 / 9007199254740992.0);
+    /* the (i+1)-th draw of a splitmix64 stream started at key */
+    return osp_u01(osp_mix64(key + (i + 1) * OSP_RNG_GOLDEN));
 }
 
 void flow_randn(float *x, int64_t n, uint64_t key) {

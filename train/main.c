@@ -25,14 +25,17 @@ static void usage(FILE *f) {
                "usage: osp <command> [options]   (osp <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nosp --version prints the version and which of CUDA, cuDNN, MPI and NCCL are built in.\n");
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        if (argc < 2) osp_exit(2); /* every failing exit goes through osp_exit */
+        return 0;
     }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
     osp_die("unknown command '%s' (see osp --help)", argv[1]);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "model/io/safetensors.h"
+#include "model/wan_arch.h"
 
 /* Canonicalize a stored key to the original Wan2.1 name. Returns 0 when the result is a
  * known Wan2.1 T2V key, 1 when it is unknown (then out = in, unchanged), -1 when out is
@@ -28,16 +29,10 @@ int wan_key_canonical(const char *in, char *out, size_t outlen);
 /* Map any layout's key to its diffusers name (for `osp ckpt convert`). Same returns. */
 int wan_key_to_diffusers(const char *key, char *out, size_t outlen);
 
-/* Model dimensions readable from the weights. Heads are NOT (use dim / 128, the Wan
- * head size, from the config). */
-typedef struct {
-    int dim, ffn_dim, num_layers, in_channels, out_channels, text_dim, freq_dim, patch[3];
-} wan_dims;
-
-/* Number of tensors in a T2V state dict: 12 + 27 * num_layers + 3. */
+/* Number of tensors in a T2V state dict: 12 + 27 * num_layers + 3 (wan_arch_count). */
 int wan_keys_count(int num_layers);
 
-/* The i-th expected key (original name, in a fixed order: embeddings, blocks, head) and
+/* The i-th expected key (original name, in the parameter order of model/wan_arch.h) and
  * its shape. Returns ndim, or -1 if i is out of range or `name` is too small. */
 int wan_keys_get(const wan_dims *d, int i, char *name, size_t namelen, int64_t shape[ST_MAX_DIMS]);
 
@@ -47,7 +42,8 @@ const st_tensor *wan_find(const st_set *s, const char *canonical);
 /* Read dim, in/out channels, patch, num_layers, ffn/text/freq dims from the shapes of
  * patch_embedding.weight, blocks.0.ffn.0.weight, text_embedding.0.weight,
  * time_embedding.0.weight, head.head.weight and the highest block index, in whatever
- * layout they are stored. Error (one line, naming the checkpoint and key) if one is
+ * layout they are stored (num_heads and text_len are not in the weights: left 0; see
+ * wan_default_heads). Error (one line, naming the checkpoint and key) if one is
  * missing or has the wrong rank. */
 int wan_infer_dims(const st_set *s, wan_dims *d, char *err, size_t errlen);
 
