@@ -15,6 +15,10 @@
 #define FP8_WORKSPACE_BYTES (32u << 20)
 #define FP8_CACHE_SIZE 64
 #define FP8_K_ALIGN 16 /* FP8 operands: K-major with a 16-byte multiple leading dimension */
+/* cuBLASLt refuses (NOT_SUPPORTED at matmul time) A/B scale pointers that are only 4-byte
+ * aligned (seen with cuBLASLt 13.1 on an H200: dev/cuda/fp8_probe.cu), so each descale float
+ * gets its own 256-byte line */
+#define FP8_DESCALE_STRIDE 64
 
 enum { FP8_BIAS_NONE = 0, FP8_BIAS_F32, FP8_BIAS_BF16 };
 
@@ -36,7 +40,7 @@ typedef struct {
 static struct {
     cublasLtHandle_t lt;
     void *workspace;
-    float *descale;              /* device [3]: 1 / (shift s) of x, W, dy */
+    float *descale;              /* device, 1 / (shift s) of x, W, dy at slot * FP8_DESCALE_STRIDE */
     __nv_bfloat16 *bias16;       /* bf16 copy of the bias where the epilogue wants that type */
     int64_t bias16_n;
     unsigned long long *inexact; /* device counter */
@@ -49,7 +53,7 @@ static void fp8_init(void) {
     if (F.lt) return;
     CUBLAS_CHECK(cublasLtCreate(&F.lt));
     CUDA_CHECK(cudaMalloc(&F.workspace, FP8_WORKSPACE_BYTES));
-    CUDA_CHECK(cudaMalloc(&F.descale, 4 * sizeof(float)));
+    CUDA_CHECK(cudaMalloc(&F.descale, 4 * FP8_DESCALE_STRIDE * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&F.inexact, sizeof(unsigned long long)));
     CUDA_CHECK(cudaMemsetAsync(F.inexact, 0, sizeof(unsigned long long), osp_cuda_stream));
 }
@@ -140,7 +144,7 @@ __global__ void fp8_quant_t_kernel(uint8_t *dst, const S *src, int64_t rows, int
  * transposed ([cols, dld]); slot: which descale (0 x, 1 W, 2 dy). */
 static void fp8_quant(uint8_t *dst, const float *src, const __nv_bfloat16 *src16, int64_t rows, int64_t cols,
                       int64_t dld, bool transpose, const float *ds, float shift, bool sat, int slot) {
-    float *desc = F.descale + slot;
+    float *desc = F.descale + slot * FP8_DESCALE_STRIDE;
     F.total += (uint64_t)(rows * cols);
     if (!transpose) {
         int64_t work = rows * (dld / 4);
@@ -195,7 +199,7 @@ static fp8_plan *fp8_plan_get(const fp8_key *key) {
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    const float *sa = F.descale + key->slot_a, *sb = F.descale + key->slot_b; /* before the heuristic */
+    const float *sa = F.descale + key->slot_a * FP8_DESCALE_STRIDE, *sb = F.descale + key->slot_b * FP8_DESCALE_STRIDE;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, key->k, key->m, key->lda));
@@ -259,7 +263,7 @@ static cublasStatus_t fp8_try(const fp8_key *key, const uint8_t *A, const uint8_
 /* C (m x n column-major, ldc; fp32 or bf16 when c16) [+]= (dA dB) A^T B [+ bias], A stored k x m
  * and B stored k x n (E4M3, K-major, ld lda / ldb), descales F.descale[slot_a], [slot_b]. The
  * bias epilogue takes the fp32 bias where cuBLASLt accepts it, else a bf16 copy (Hopper's E4M3
- * kernels document bf16 biases), else the product goes to fp32 scratch and a kernel adds it. */
+ * kernels take bf16 biases only: fp32 is refused by the heuristic), else the product goes to fp32 scratch and a kernel adds it. */
 static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t lda, const uint8_t *B, int64_t ldb,
                      void *C, int c16, int64_t ldc, int beta1, const float *bias, int slot_a, int slot_b) {
     fp8_key key;
