@@ -6,10 +6,13 @@
  * shapes whose K is not a multiple of 16 (zero padding) and whose N, O are odd; outliers in the
  * data. Also reported: the distance to the GPU's bf16 emulation (the linear_fq ops), and the
  * fraction of elements E4M3 could not hold exactly (the tail below 2^-12 / 2^-9 of the scaled
- * range). Tolerances: 1e-5 for fp32 outputs (fp32 accumulation vs double; the tail is ~1e-5 of
- * the elements) against a reference whose bias is rounded to bf16 as the E4M3 epilogue takes it
- * (cuBLASLt offers E4M3 GEMMs with bf16 biases only), 1e-3 against the fp32 bias; 6e-3 for bf16
- * outputs and bf16-stored inputs (one bf16 rounding).
+ * range). Tolerances: 5e-4 for fp32 outputs against a reference whose bias is rounded to bf16 as
+ * the E4M3 epilogue takes it (cuBLASLt offers E4M3 GEMMs with bf16 biases only), 1e-3 against the
+ * fp32 bias; 6e-3 for bf16 outputs and bf16-stored inputs (one bf16 rounding). The 5e-4 is not
+ * the tail (a few 1e-4 of the elements, each off by under 2^-10 of the scaled unit) but Hopper's
+ * E4M3 MMA, which adds products with fewer mantissa bits than fp32 between cuBLASLt's promotions
+ * to fp32: measured 0.4-1.4e-4 on an H200 at K = 72..384, where the bf16 emulation (bf16
+ * operands, fp32 accumulation) measures 2.2-2.5e-3 against the same reference.
  * Fresh random inputs every run (seeded from the clock, the seed printed).
  */
 #include <math.h>
@@ -114,7 +117,7 @@ static void run_case(int64_t N, int I, int O, bool bias, bool in16) {
     cuda_fp8_reset_counts();
     cuda_fp8_linear_fwd(y_d, NULL, in16 ? NULL : dx_d, dx16, ds, dW_d, ds + 1, bias ? db_d : NULL, N, I, O, false);
     float *y = download(y_d, (size_t)N * O);
-    report("fp8 fwd (fp32 out) vs f64", shape, rel_err_d(y, y_refb, (size_t)N * O), in16 ? 6e-3 : 1e-5);
+    report("fp8 fwd (fp32 out) vs f64", shape, rel_err_d(y, y_refb, (size_t)N * O), in16 ? 6e-3 : 5e-4);
     report("fp8 fwd vs f64, fp32 bias", shape, rel_err_d(y, y_ref, (size_t)N * O), in16 ? 6e-3 : 1e-3);
     cuda_fp8_linear_fwd(NULL, y16_d, in16 ? NULL : dx_d, dx16, ds, dW_d, ds + 1, bias ? db_d : NULL, N, I, O, false);
     osp_bf16 *y16 = osp_malloc(sizeof(osp_bf16) * N * O);
@@ -135,8 +138,8 @@ static void run_case(int64_t N, int I, int O, bool bias, bool in16) {
     float *gdb = G->alloc(sizeof(float) * O);
     cuda_fp8_linear_bwd(gdx, gdW, gdb, ddy, ds + 2, in16 ? NULL : dx_d, dx16, ds, dW_d, ds + 1, N, I, O, false);
     float *hdx = download(gdx, (size_t)N * I), *hdW = download(gdW, (size_t)O * I), *hdb = download(gdb, (size_t)O);
-    report("fp8 bwd dx vs f64", shape, rel_err_d(hdx, dx_ref, (size_t)N * I), 1e-5);
-    report("fp8 bwd dW vs f64", shape, rel_err_d(hdW, dW_ref, (size_t)O * I), in16 ? 6e-3 : 1e-5);
+    report("fp8 bwd dx vs f64", shape, rel_err_d(hdx, dx_ref, (size_t)N * I), 5e-4);
+    report("fp8 bwd dW vs f64", shape, rel_err_d(hdW, dW_ref, (size_t)O * I), in16 ? 6e-3 : 5e-4);
     report("fp8 bwd db vs f64", shape, rel_err_d(hdb, db_ref, (size_t)O), 1e-5);
     uint64_t tot = 0, inexact = 0;
     cuda_fp8_counts(&tot, &inexact);
