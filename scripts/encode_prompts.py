@@ -91,6 +91,8 @@ def main(argv=None):
         import transformers  # noqa: F401
     except ImportError as e:
         die(f"{e.name} is not installed (needs torch, numpy, h5py, transformers, sentencepiece)")
+    except Exception as e:  # noqa: BLE001 - e.g. a diffusers newer than the installed torch supports
+        die(f"cannot import the libraries ({type(e).__name__}: {e}); current diffusers/transformers need torch >= 2")
     import prepare_data as pd
     try:
         with open(args.prompts, encoding="utf-8") as fh:

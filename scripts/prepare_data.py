@@ -22,7 +22,8 @@ Every clip is
   * encoded by the Wan VAE (diffusers AutoencoderKLWan, fp32, the mean of the posterior)
     into [16, 1+(F-1)/4, H/8, W/8] and normalised per channel, z = (mu - mean) / std, with
     the VAE config's latents_mean/latents_std (the Wan2.1 table when it has none);
-  * captioned by umT5 (transformers UMT5EncoderModel + its tokenizer, whitespace cleaned,
+  * captioned by umT5 (transformers UMT5EncoderModel + its tokenizer; HTML entities and
+    whitespace cleaned, ftfy applied when installed, as Wan's pipelines do;
     512 tokens with special tokens, attention mask): the output is trimmed to the true
     length, text_len is stored, and rows past it are zero (wan21.md §10).
 The output has one group per bucket, /bucket_<H>x<W> (/bucket_<F>f_<H>x<W> when several
@@ -167,6 +168,14 @@ def match_captions(base, videos, caps):
 
 
 def clean_caption(text):
+    """as Wan's pipelines clean prompts: ftfy (when installed), HTML entities, whitespace"""
+    import html
+    try:
+        import ftfy
+        text = ftfy.fix_text(text)
+    except ImportError:
+        pass
+    text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -737,6 +746,8 @@ def main(argv=None):
         from PIL import Image  # noqa: F401
     except ImportError as e:
         die(f"{e.name} is not installed (needs torch, numpy, h5py, diffusers, transformers, pillow, av)")
+    except Exception as e:  # noqa: BLE001 - e.g. a diffusers newer than the installed torch supports
+        die(f"cannot import the libraries ({type(e).__name__}: {e}); current diffusers/transformers need torch >= 2")
     run(args)
     return 0
 
