@@ -13,6 +13,8 @@
 #  * a run killed (SIGKILL) midway and restarted redoes nothing finished and gives the same
 #    file (prompts/sources/text_len equal, latents/text ||a-b||/||b|| < 1e-3: batch 1 vs 2);
 #  * --shard 0/2 + 1/2 merged hold the same clips as one run;
+#  * --model DIR with the same models saved in the Diffusers layout (from_pretrained: vae/,
+#    text_encoder/, tokenizer/) and VIDEOS as a list file give the same numbers;
 #  * `osp data inspect` accepts the file, `osp train` runs 2 steps on it, encode_prompts.py
 #    writes a file `osp data inspect` reports and `osp sample --prompts` samples from.
 # Needs a Python with torch, diffusers (AutoencoderKLWan), transformers, h5py, numpy, PyAV and
@@ -213,6 +215,38 @@ with h5py.File("full.h5") as a, h5py.File("merged.h5") as b:
             y = (b[g]["latents"][j].astype(np.uint32) << 16).view(np.float32)
             assert np.linalg.norm(x - y) / np.linalg.norm(x) < 1e-3
 print("shards 0/2 + 1/2 merged: the same clips as one run")
+EOF
+
+# ---------------------------------------------------------------- --model DIR (Diffusers layout)
+# the same tiny models saved as a Wan2.1 Diffusers folder (vae/, text_encoder/, tokenizer/) load
+# through from_pretrained and give the same numbers; VIDEOS as a list file this time
+"$PYD" - "$SRC" <<'EOF'
+import sys, torch
+sys.path.insert(0, sys.argv[1] + "/scripts")
+from decode_latents import tiny_vae
+from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
+tiny_vae(3)[0].save_pretrained("wan/vae")
+torch.manual_seed(4)  # prepare_data.py --tiny-random 3 seeds the encoder with 3 + 1
+UMT5EncoderModel(UMT5Config(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                            relative_attention_num_buckets=32, dropout_rate=0.0)).save_pretrained("wan/text_encoder")
+ByT5Tokenizer().save_pretrained("wan/tokenizer")
+EOF
+printf 'videos/wide.mp4\nvideos/tall.mkv\n' >list.txt
+"${PREP[@]}" list.txt captions.csv --out dir.h5 --model wan --buckets 32x64,64x32,48x48 --frames 9 --fps 8 \
+    --device cpu 2>dir.log || { cat dir.log; fail "prepare_data.py --model DIR"; }
+"$PYD" - <<'EOF' || fail "--model DIR differs from --tiny-random"
+import h5py, numpy as np
+with h5py.File("full.h5") as a, h5py.File("dir.h5") as b:
+    assert sorted(b) == ["bucket_32x64", "bucket_64x32"], list(b)
+    for g in b:
+        sa = [s.decode() for s in a[g]["sources"][()]]
+        for j, s in enumerate(b[g]["sources"][()]):
+            i = sa.index(s.decode())
+            for k in ("latents", "text"):
+                x = (a[g][k][i].astype(np.uint32) << 16).view(np.float32)
+                y = (b[g][k][j].astype(np.uint32) << 16).view(np.float32)
+                assert np.linalg.norm(x - y) / np.linalg.norm(x) < 1e-3, (g, k)
+print("--model DIR (vae/, text_encoder/, tokenizer/ via from_pretrained) and a list file: same clips, same numbers")
 EOF
 
 # ---------------------------------------------------------------- osp reads it
