@@ -417,13 +417,6 @@ def to_store(a, dtype):
     return r, "bfloat16"
 
 
-def from_store(a, attr):
-    import numpy as np
-    if attr == "bfloat16":
-        return (a.astype(np.uint32) << 16).view(np.float32)
-    return np.asarray(a, np.float32)
-
-
 def save_atomic_npz(path, **arrays):
     import numpy as np
     tmp = f"{path}.tmp.{os.getpid()}"
@@ -448,7 +441,9 @@ def group_name(f, h, w, multi):
 
 
 def write_h5(out, groups, attrs):
-    """groups: {name: dict(latents, text, text_len, prompts, sources, dtype)} -> out, atomically"""
+    """groups: {name: (n, rows)}, rows yielding (latents, text [L,Dt], text_len, prompt, source, dtype
+    attribute or None) in storage dtype. Rows are written one at a time (a dataset can be far larger
+    than memory) into a temporary file that is renamed to `out` only when complete."""
     import h5py
     import numpy as np
     tmp = f"{out}.tmp.{os.getpid()}"
@@ -457,16 +452,26 @@ def write_h5(out, groups, attrs):
             for k, v in attrs.items():
                 f.attrs[k] = v
             for name in sorted(groups):
-                g, d = f.create_group(name), groups[name]
-                for key in ("latents", "text"):
-                    arr, attr = d[key]
-                    ds = g.create_dataset(key, data=arr, chunks=(1,) + arr.shape[1:])
-                    if attr:
-                        ds.attrs["dtype"] = attr
-                g.create_dataset("text_len", data=np.asarray(d["text_len"], np.int32))
-                s = h5py.string_dtype("utf-8")
-                g.create_dataset("prompts", data=np.array(d["prompts"], dtype=object), dtype=s)
-                g.create_dataset("sources", data=np.array(d["sources"], dtype=object), dtype=s)
+                n, rows = groups[name]
+                g = f.create_group(name)
+                lens, prompts, sources = np.zeros(n, np.int32), [], []
+                for i, (lat, txt, tl, prompt, source, attr) in enumerate(rows):
+                    if i == 0:
+                        for key, a in (("latents", lat), ("text", txt)):
+                            d = g.create_dataset(key, shape=(n,) + a.shape, dtype=a.dtype, chunks=(1,) + a.shape)
+                            if attr:
+                                d.attrs["dtype"] = attr
+                    g["latents"][i] = lat
+                    g["text"][i] = txt
+                    lens[i] = tl
+                    prompts.append(prompt)
+                    sources.append(source)
+                if len(prompts) != n:
+                    raise RuntimeError(f"{name}: {len(prompts)} rows, expected {n}")
+                g.create_dataset("text_len", data=lens)
+                st = h5py.string_dtype("utf-8")
+                g.create_dataset("prompts", data=np.array(prompts, dtype=object), dtype=st)
+                g.create_dataset("sources", data=np.array(sources, dtype=object), dtype=st)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
@@ -541,6 +546,7 @@ def run(args):
     torch.set_grad_enabled(False)
     m = load_models(args, device)
     settings = settings_of(args, buckets, frames, m)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     work = args.work or args.out + ".work"
     os.makedirs(os.path.join(work, "clips"), exist_ok=True)
     for stale in os.listdir(os.path.join(work, "clips")):  # left by a killed run (one run per work folder)
@@ -593,29 +599,45 @@ def run(args):
                                                       "w": key[2], "attr": la_attr or ""})))
         prog.step(len(batch))
 
-    for p, c in todo:
+    def read(pc):  # runs on a decoding thread (PyAV and PIL release the GIL while they work)
+        p, c = pc
         if c is None:
-            skip(p, "no caption in " + args.captions)
-            continue
-        c = clean_caption(c)
+            return p, None, None, None, "no caption in " + args.captions
         try:
-            (bh, bw), clip = load_clip(p, buckets, frames, args.fps, args.start)
+            bucket, clip = load_clip(p, buckets, frames, args.fps, args.start)
+            return p, clean_caption(c), bucket, clip, None
         except Unusable as e:
-            skip(p, str(e))
-            continue
-        key = (clip.shape[0], bh, bw)
-        pending.setdefault(key, []).append((p, c, clip))
-        if len(pending[key]) >= args.batch:
-            flush(key)
+            return p, c, None, None, str(e)
+
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        it, window = iter(todo), deque()  # results are taken in clip order: the run is deterministic
+        for pc in it:
+            window.append(ex.submit(read, pc))
+            if len(window) >= 2 * args.workers:
+                break
+        while window:
+            p, c, bucket, clip, why = window.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append(ex.submit(read, nxt))
+            if why:
+                skip(p, why)
+                continue
+            key = (clip.shape[0],) + bucket
+            pending.setdefault(key, []).append((p, c, clip))
+            if len(pending[key]) >= args.batch:
+                flush(key)
     for key in list(pending):
         flush(key)
     prog.close()
-    assemble(args.out, items, work, settings, len(frames) > 1, m["dt"], done_path, skip_path)
+    assemble(args.out, items, work, settings, len(frames) > 1, done_path, skip_path)
 
 
-def assemble(out, items, work, settings, multi, dt, done_path, skip_path):
+def assemble(out, items, work, settings, multi, done_path, skip_path):
     import numpy as np
-    groups, skipped = {}, []
+    members, skipped = {}, []  # group -> [npz path]
     L = settings["text_len"]
     for p, _ in items:
         if os.path.exists(skip_path(p)):
@@ -624,32 +646,29 @@ def assemble(out, items, work, settings, multi, dt, done_path, skip_path):
             continue
         with np.load(done_path(p)) as z:
             meta = json.loads(str(z["meta"]))
-            attr = meta["attr"] or None
-            n = int(z["text_len"])
-            tfull = np.zeros((L, z["text"].shape[1]), z["text"].dtype)
-            tfull[:n] = z["text"]
-            g = groups.setdefault(group_name(meta["frames"], meta["h"], meta["w"], multi),
-                                  dict(latents=[], text=[], text_len=[], prompts=[], sources=[], attr=attr))
-            g["latents"].append(z["latents"])
-            g["text"].append(tfull)
-            g["text_len"].append(n)
-            g["prompts"].append(meta["prompt"])
-            g["sources"].append(meta["source"])
-    if not groups:
+        members.setdefault(group_name(meta["frames"], meta["h"], meta["w"], multi), []).append(done_path(p))
+
+    def rows(paths):
+        for path in paths:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                n, t = int(z["text_len"]), z["text"]
+                full = np.zeros((L, t.shape[1]), t.dtype)  # zero rows past the prompt
+                full[:n] = t
+                yield z["latents"], full, n, meta["prompt"], meta["source"], meta["attr"] or None
+
+    if not members:
         die(f"no usable clip: all {len(items)} skipped ({skipped[0][1] if skipped else ''} ...)")
-    for g in groups.values():
-        g["latents"] = (np.stack(g["latents"]), g["attr"])
-        g["text"] = (np.stack(g["text"]), g["attr"])
     attrs = {k: (json.dumps(v) if isinstance(v, list) and k not in ("latents_mean", "latents_std") else v)
              for k, v in settings.items()}
     attrs["source"] = "prepare_data.py"
-    write_h5(out, groups, attrs)
+    write_h5(out, {k: (len(v), rows(v)) for k, v in members.items()}, attrs)
     with open(os.path.join(work, "skipped.tsv"), "w") as fh:
         for p, r in skipped:
             fh.write(f"{p}\t{r}\n")
-    n = sum(len(g["prompts"]) for g in groups.values())
-    print(f"wrote {out}: {n} clip(s) in {len(groups)} bucket(s): "
-          + ", ".join(f"{k} {len(g['prompts'])}" for k, g in sorted(groups.items())), file=sys.stderr)
+    n = sum(len(v) for v in members.values())
+    print(f"wrote {out}: {n} clip(s) in {len(members)} bucket(s): "
+          + ", ".join(f"{k} {len(v)}" for k, v in sorted(members.items())), file=sys.stderr)
     if skipped:
         kinds = {}
         for _, r in skipped:
@@ -662,14 +681,14 @@ def assemble(out, items, work, settings, multi, dt, done_path, skip_path):
 
 def merge(shards, out):
     import h5py
-    import numpy as np
-    groups, attrs = {}, None
-    for s in shards:
-        try:
-            f = h5py.File(s, "r")
-        except OSError as e:
-            die(f"{s}: cannot open ({e})")
-        with f:
+    attrs, counts, files = None, {}, []
+    try:
+        for s in shards:
+            try:
+                f = h5py.File(s, "r")
+            except OSError as e:
+                die(f"{s}: cannot open ({e})")
+            files.append(f)
             a = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
             if attrs is None:
                 attrs = a
@@ -677,24 +696,29 @@ def merge(shards, out):
                 diff = sorted(k for k in set(a) | set(attrs) if a.get(k) != attrs.get(k))
                 die(f"{s}: made with other settings than {shards[0]} ({', '.join(diff)} differ)")
             for name, g in f.items():
-                if not isinstance(g, h5py.Group) or "latents" not in g:
+                if isinstance(g, h5py.Group) and "latents" in g:
+                    counts[name] = counts.get(name, 0) + g["latents"].shape[0]
+        if not counts:
+            die("no bucket groups in the shards")
+
+        def rows(name):
+            for f in files:
+                if name not in f:
                     continue
-                d = groups.setdefault(name, dict(latents=[], text=[], text_len=[], prompts=[], sources=[],
-                                                 attr=g["latents"].attrs.get("dtype")))
-                for k in ("latents", "text", "text_len"):
-                    d[k].append(g[k][()])
-                for k in ("prompts", "sources"):
-                    d[k] += [x.decode() if isinstance(x, bytes) else str(x) for x in g[k][()]]
-    if not groups:
-        die("no bucket groups in the shards")
-    for d in groups.values():
-        attr = d["attr"]
-        attr = attr.decode() if isinstance(attr, bytes) else attr
-        d["latents"] = (np.concatenate(d["latents"]), attr)
-        d["text"] = (np.concatenate(d["text"]), attr)
-        d["text_len"] = np.concatenate(d["text_len"])
-    write_h5(out, groups, attrs)
-    print(f"wrote {out}: " + ", ".join(f"{k} {len(d['prompts'])}" for k, d in sorted(groups.items()))
+                g = f[name]
+                attr = g["latents"].attrs.get("dtype")
+                attr = attr.decode() if isinstance(attr, bytes) else attr
+                for i in range(g["latents"].shape[0]):
+                    p, s = g["prompts"][i], g["sources"][i]
+                    yield (g["latents"][i], g["text"][i], int(g["text_len"][i]),
+                           p.decode() if isinstance(p, bytes) else str(p), s.decode() if isinstance(s, bytes) else str(s),
+                           attr)
+
+        write_h5(out, {k: (n, rows(k)) for k, n in counts.items()}, attrs)
+    finally:
+        for f in files:
+            f.close()
+    print(f"wrote {out}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
           + f" from {len(shards)} shard(s)", file=sys.stderr)
 
 
@@ -729,14 +753,15 @@ def main(argv=None):
     ap.add_argument("--text-len", type=int, default=512, help="text rows (Wan2.1: 512)")
     ap.add_argument("--device", help="torch device (default cuda if available)")
     ap.add_argument("--batch", type=int, default=2, help="clips per VAE/encoder call (default 2)")
+    ap.add_argument("--workers", type=int, default=4, help="video decoding threads (default 4)")
     ap.add_argument("--tiling", action="store_true", help="tiled VAE encoding (less memory at 720p)")
     ap.add_argument("--vae-dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="VAE compute (Wan: fp32)")
     ap.add_argument("--text-dtype", choices=("fp32", "bf16", "fp16"), help="umT5 compute (default bf16 on cuda)")
     ap.add_argument("--work", help="folder of finished clips for resuming (default OUT.work)")
     ap.add_argument("--shard", help="i/n: this process's share of the videos")
     args = ap.parse_args(argv)
-    if args.batch < 1 or args.text_len < 1:
-        ap.error("--batch and --text-len must be >= 1")
+    if args.batch < 1 or args.text_len < 1 or args.workers < 1:
+        ap.error("--batch, --workers and --text-len must be >= 1")
     try:
         import h5py  # noqa: F401
         import numpy  # noqa: F401
