@@ -16,10 +16,11 @@
 #  * --model DIR with the same models saved in the Diffusers layout (from_pretrained: vae/,
 #    text_encoder/, tokenizer/) and VIDEOS as a list file give the same numbers;
 #  * `osp data inspect` accepts the file, `osp train` runs 2 steps on it, encode_prompts.py
-#    writes a file `osp data inspect` reports and `osp sample --prompts` samples from.
-# Needs a Python with torch, diffusers (AutoencoderKLWan), transformers, h5py, numpy, PyAV and
-# Pillow: OSP_PY_DATA (default PY). Without them the test exits 77, which ctest reports as
-# SKIPPED (not passed); README "Tests" says where it runs.
+#    writes a file `osp data inspect` reports and `osp sample --prompts` samples from, and
+#    decode_latents.py turns the samples into MP4s (the README walk-through, on tiny models).
+# Needs a Python with torch, diffusers (AutoencoderKLWan), transformers, h5py, numpy, PyAV,
+# Pillow and imageio + imageio-ffmpeg: OSP_PY_DATA (default PY). Without them the test exits
+# 77, which ctest reports as SKIPPED (not passed); README "Tests" says where it runs.
 # Env: OSP, SRC, TMPROOT, PY / OSP_PY_DATA.
 set -euo pipefail
 : "${OSP:?set OSP to the osp binary}" "${TMPROOT:=/tmp}"
@@ -29,7 +30,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" OPENBLAS_NUM_THREADS=1 PYTHONDONT
 if ! missing=$("$PYD" - <<'EOF' 2>/dev/null
 import importlib
 miss = []
-for m in ("torch", "numpy", "h5py", "diffusers", "transformers", "av", "PIL"):
+for m in ("torch", "numpy", "h5py", "diffusers", "transformers", "av", "PIL", "imageio", "imageio_ffmpeg"):
     try:
         importlib.import_module(m)
     except Exception:
@@ -269,5 +270,14 @@ grep -q 'text      \[2, 512, 32\]' pinspect.out && grep -q 'negative  \[512, 32\
 "$OSP" sample "${MODEL[@]}" --ckpt R --prompts prompts.h5 --steps 2 --set sample.num_frames=3 --set sample.height=4 \
     --set sample.width=8 --out S >sample.log 2>&1 || { tail -5 sample.log; fail "osp sample --prompts prompts.h5"; }
 [ -f S/latents.h5 ] || fail "osp sample wrote no latents"
-echo "osp data inspect, osp train (2 steps) and osp sample --prompts read the files"
+# the walk-through's last step: decode_latents.py with the same tiny VAE (seed 3) -> MP4
+"$PYD" "$SRC/scripts/decode_latents.py" S/latents.h5 --random-tiny-vae --seed 3 --device cpu --fps 8 --out V \
+    >decode.log 2>&1 || { cat decode.log; fail "decode_latents.py"; }
+"$PYD" -c '
+import av, sys
+c = av.open("V/000_a_red_square_moving_right.mp4"); s = c.streams.video[0]
+n = sum(1 for _ in c.decode(s))
+assert (n, s.codec_context.height, s.codec_context.width) == (9, 32, 64), (n, s.codec_context.height, s.codec_context.width)
+' || fail "decoded MP4: $(cat decode.log)"
+echo "osp data inspect, osp train (2 steps), osp sample --prompts and decode_latents.py (MP4, 9 frames 32x64) ran on the files"
 echo "PASS test_prepare_data_py"
