@@ -15,7 +15,7 @@ static const struct {
     {"train", cmd_train, "flow-matching training / sparse fine-tuning on HDF5 latents"},
     {"sample", cmd_sample, "generate latents (and GIFs for pixel-space models) from prompts"},
     {"forward", cmd_forward, "one DiT forward (+ backward) from HDF5 inputs: interop checks"},
-    {"data", cmd_data, "datasets: `osp data synth` writes the built-in shapes world"},
+    {"data", cmd_data, "datasets: synth (the built-in shapes world), inspect (report on and check a file)"},
     {"ckpt", cmd_ckpt, "checkpoints: inspect, convert (Wan-original <-> diffusers, dtypes)"},
     {"bench", cmd_bench, "timings of ops, attention and DiT steps, printed as a table"},
 };
