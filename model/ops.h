@@ -170,7 +170,7 @@ typedef struct osp_backend {
      * it computes from the fp32 tensor (it multiplies bf16 operands either way); what changes is
      * memory traffic: no conversion passes, half the bytes. In each pair below exactly one of the
      * fp32 / bf16 pointers of an operand is non-NULL. Same contracts as the fp32 ops above. */
-    int (*act16_on)(void); /* whether bf16 storage is in effect now (CUDA: bf16 GEMMs, OSP_ACT16 != 0) */
+    int (*act16_on)(void); /* whether bf16 storage is in effect now (CUDA: options gemm bf16 and act16) */
     void (*linear16_fwd)(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
                          const float *b, int64_t N, int K, int O);
     void (*linear16_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
@@ -216,7 +216,7 @@ typedef struct osp_backend {
 } osp_backend;
 
 const osp_backend *osp_backend_cpu(void);
-/* NULL when osp was built without CUDA or no GPU is visible. */
-const osp_backend *osp_backend_cuda(void);
+/* The CUDA backend is an instance made for one device with its options: osp_backend_cuda_init in
+ * model/cuda/backend.h. */
 
 #endif

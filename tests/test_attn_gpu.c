@@ -202,8 +202,10 @@ static void time_linear(int64_t N, int I, int O, int reps) {
 }
 
 int main(void) {
-    setenv("OSP_ATTN_IMPL", "osp", 1); /* osp's own kernels: the cuDNN path has test_attn_cudnn_gpu */
     if (!twin_init("test_attn_gpu")) return 0;
+    osp_cuda_options o = *osp_backend_cuda_options(G);
+    o.attn = OSP_CUDA_ATTN_OSP; /* osp's own kernels: the cuDNN path has test_attn_cudnn_gpu */
+    twin_set_options(&o);
     test_attn(2, 2, 100, 100, 2, 32, 0, 2);
     test_attn(4, 2, 77, 150, 3, 128, 1, 2);     /* Rkv != R, masks, an all-masked kv row */
     test_attn(2, 1, 200, 64, 2, 64, 0, 2);      /* cross-attention shape: short key side */

@@ -403,17 +403,17 @@ template <int D, int NW, int BQ>
 static void attn_dkdv_launch(float *dk, float *dv, const bf16 *qb, const bf16 *kb, const bf16 *vb, const bf16 *dob,
                              const float *lse, const float *delta, const uint8_t *kvalid, int64_t R, int64_t Rkv,
                              int Nq, int Nk, int H, int d) {
-    static bool attr = false;
+    static int attr_dev = -1; /* the device whose limit is raised (a per-device setting) */
     size_t sm = sizeof(bf16) * (size_t)(2 * 16 * NW + 4 * BQ) * (D + 8) + sizeof(float) * 4 * BQ;
-    if (!attr) {
+    if (attr_dev != osp_cuda_inst->device) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<D, NW, BQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)sm));
-        attr = true;
+        attr_dev = osp_cuda_inst->device;
     }
     int nkt = (Nk + 16 * NW - 1) / (16 * NW);
     int64_t nb = (int64_t)nkt * H * Rkv;
     OSP_CHECK(nb < (1LL << 31), "attention grid too large");
-    attn_bwd_dkdv_kernel<D, NW, BQ><<<(unsigned)nb, NW * 32, sm, osp_cuda_stream>>>(
+    attn_bwd_dkdv_kernel<D, NW, BQ><<<(unsigned)nb, NW * 32, sm, osp_cuda_inst->stream>>>(
         dk, dv, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, Nq, Nk, H, d, 1.0f / sqrtf((float)d), nkt);
     CUDA_LAUNCH_CHECK();
 }
@@ -423,17 +423,17 @@ static void attn_dq_launch(float *dq, const bf16 *qb, const bf16 *kb, const bf16
                            const float *lse, const float *delta, const uint8_t *kvalid, int64_t R, int64_t Rkv, int Nq,
                            int Nk, int H, int d) {
     constexpr int BR = 16 * MT * NW;
-    static bool attr = false;
+    static int attr_dev = -1; /* the device whose limit is raised (a per-device setting) */
     size_t sm = sizeof(bf16) * (size_t)(2 * BR + 4 * BC) * (D + 8) + 2 * BC;
-    if (!attr) {
+    if (attr_dev != osp_cuda_inst->device) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dq_kernel<D, NW, MT, BC, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)sm));
-        attr = true;
+        attr_dev = osp_cuda_inst->device;
     }
     int nqt = (Nq + BR - 1) / BR;
     int64_t nb = (int64_t)nqt * H * R;
     OSP_CHECK(nb < (1LL << 31), "attention grid too large");
-    attn_bwd_dq_kernel<D, NW, MT, BC, MINB><<<(unsigned)nb, NW * 32, sm, osp_cuda_stream>>>(
+    attn_bwd_dq_kernel<D, NW, MT, BC, MINB><<<(unsigned)nb, NW * 32, sm, osp_cuda_inst->stream>>>(
         dq, qb, kb, vb, dob, lse, delta, kvalid, Rkv, Nq, Nk, H, d, 1.0f / sqrtf((float)d), nqt);
     CUDA_LAUNCH_CHECK();
 }
@@ -456,12 +456,12 @@ static void attn_bwd_osp(float *dq, float *dk, float *dv, const float *dout, con
         attn_convert16(qb, q16, R, Nq, H, d, Dp);
         attn_convert16(kb, k16, Rkv, Nk, H, d, Dp);
         attn_convert16(vb, v16, Rkv, Nk, H, d, Dp);
-        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_stream>>>(delta, dout, o16, R, Nq, H, d);
+        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_inst->stream>>>(delta, dout, o16, R, Nq, H, d);
     } else {
         attn_convert(qb, q, R, Nq, H, d, Dp);
         attn_convert(kb, k, Rkv, Nk, H, d, Dp);
         attn_convert(vb, v, Rkv, Nk, H, d, Dp);
-        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_stream>>>(delta, dout, o, R, Nq, H, d);
+        attn_delta_kernel<<<osp_cuda_blocks(nw * 32, 256), 256, 0, osp_cuda_inst->stream>>>(delta, dout, o, R, Nq, H, d);
     }
     CUDA_LAUNCH_CHECK();
     const int nq_ = (int)Nq, nk_ = (int)Nk;

@@ -56,7 +56,7 @@ template <typename S>
 static void attn_convert_t(bf16 *dst, const S *src, int64_t R, int64_t N, int H, int d, int Dp) {
     int64_t total = R * H * N * (Dp / 8);
     if (total <= 0) return;
-    attn_to_bf16_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_stream>>>(dst, src, R, N, H, d, Dp);
+    attn_to_bf16_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_inst->stream>>>(dst, src, R, N, H, d, Dp);
     CUDA_LAUNCH_CHECK();
 }
 void attn_convert(bf16 *dst, const float *src, int64_t R, int64_t N, int H, int d, int Dp) {
@@ -480,17 +480,17 @@ template <int D, int NW, int BC>
 static void attn_fwd_pipe_launch(float *o, float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
                                  const uint8_t *kvalid, int64_t R, int64_t Rkv, int Nq, int Nk, int H, int d) {
     constexpr int BR = 16 * NW;
-    static bool attr = false;
+    static int attr_dev = -1; /* the device whose limit is raised (a per-device setting) */
     size_t sm = sizeof(bf16) * (size_t)(BR + 6 * BC) * (D + 8) + 3 * BC;
-    if (!attr) {
+    if (attr_dev != osp_cuda_inst->device) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_pipe_kernel<D, NW, BC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)sm));
-        attr = true;
+        attr_dev = osp_cuda_inst->device;
     }
     int nqt = (Nq + BR - 1) / BR;
     int64_t nb = (int64_t)nqt * H * R;
     OSP_CHECK(nb < (1LL << 31), "attention grid too large");
-    attn_fwd_pipe_kernel<D, NW, BC><<<(unsigned)nb, NW * 32, sm, osp_cuda_stream>>>(
+    attn_fwd_pipe_kernel<D, NW, BC><<<(unsigned)nb, NW * 32, sm, osp_cuda_inst->stream>>>(
         o, lse, qb, kb, vb, kvalid, Rkv, Nq, Nk, H, d, 1.0f / sqrtf((float)d), nqt);
     CUDA_LAUNCH_CHECK();
 }
@@ -501,17 +501,17 @@ template <int D, int NW, int MT, int BC, int MINB>
 static void attn_fwd_launch(float *o, float *lse, const bf16 *qb, const bf16 *kb, const bf16 *vb,
                             const uint8_t *kvalid, int64_t R, int64_t Rkv, int Nq, int Nk, int H, int d) {
     constexpr int BR = 16 * MT * NW;
-    static bool attr = false;
+    static int attr_dev = -1; /* the device whose limit is raised (a per-device setting) */
     size_t sm = sizeof(bf16) * (size_t)(BR + 4 * BC) * (D + 8) + 2 * BC;
-    if (!attr) {
+    if (attr_dev != osp_cuda_inst->device) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel<D, NW, MT, BC, MINB>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-        attr = true;
+        attr_dev = osp_cuda_inst->device;
     }
     int nqt = (Nq + BR - 1) / BR;
     int64_t nb = (int64_t)nqt * H * R;
     OSP_CHECK(nb < (1LL << 31), "attention grid too large");
-    attn_fwd_kernel<D, NW, MT, BC, MINB><<<(unsigned)nb, NW * 32, sm, osp_cuda_stream>>>(
+    attn_fwd_kernel<D, NW, MT, BC, MINB><<<(unsigned)nb, NW * 32, sm, osp_cuda_inst->stream>>>(
         o, lse, qb, kb, vb, kvalid, Rkv, Nq, Nk, H, d, 1.0f / sqrtf((float)d), nqt);
     CUDA_LAUNCH_CHECK();
 }
