@@ -40,7 +40,7 @@
  * Engine configs come from heuristics mode A; the first config that finalizes into an execution
  * plan is kept. dQ/dK/dV come back bf16 and are added to the caller's fp32 buffers (the backward
  * contract accumulates). cuDNN's backward accumulates dQ with atomics: unlike osp's own backward
- * its dQ is not bit-reproducible run to run (dK, dV are; OSP_ATTN_IMPL=osp restores all three).
+ * its dQ is not bit-reproducible run to run (dK, dV are; attn osp restores all three).
  *
  * Options of the instance (model/cuda/backend.h; read per call; the environment variable that
  * overrides each at init in brackets):
