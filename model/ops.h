@@ -92,11 +92,13 @@ typedef struct osp_backend {
     void (*gate_res_bwd)(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
                          int64_t N, int D, int B, int64_t stride);
     void (*add)(float *y, const float *x, int64_t n);            /* y += x */
-    void (*axpby)(float *y, float a, const float *x, float b, int64_t n); /* y = a*x + b*y */
+    void (*axpby)(float *y, float a, const float *x, float b, int64_t n); /* y = a*x + b*y (tests only, so far) */
 
     /* ---- positional ---- */
     /* 3D RoPE, interleaved pairs, head dim d split (d-4*(d/6), 2*(d/6), 2*(d/6)).
-     * x,y [ntok, H*d]; pos [ntok,3] = original (t,h,w) of each token. y may alias x. */
+     * x,y [ntok, H*d]; pos [ntok,3] = original (t,h,w) of each token. y may alias x.
+     * The model calls the fused qk_norm_rope_* below; rope_fwd / rope_bwd are its unfused steps,
+     * which the tests check on their own (and the CPU backend composes the fused op from). */
     osp_rope *(*rope_init)(int head_dim, int max_pos, double theta);
     void (*rope_free)(osp_rope *r);
     void (*rope_fwd)(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
@@ -160,7 +162,7 @@ typedef struct osp_backend {
      * computed, e.g. delayed scaling's). ds is a device float of the caller's (be->alloc). */
     void (*hif8_scale_dev)(float *ds, const float *x, const osp_bf16 *x16, int64_t n, float target);
     void (*hif8_scale_set)(float *ds, float s);
-    /* number of non-finite values in x */
+    /* number of non-finite values in x (the tests' NaN/Inf census) */
     int64_t (*count_nonfinite)(const float *x, int64_t n);
 
     /* ---- bf16 activation storage (optional: NULL where every activation stays fp32, the CPU) ----
