@@ -95,7 +95,7 @@ static struct {
     char why[640]; /* why loading failed */
 } cdn;
 
-/* tensor uids, plans: see "plans" below */
+/* one cached execution plan (struct cdn_plan, with the plans below) */
 typedef struct cdn_plan cdn_plan;
 #define CDN_MAX_PLANS 32
 
