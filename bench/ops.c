@@ -225,8 +225,9 @@ void bench_attn(bench_ctx *b) {
         sh[1] = (attn_shape){"skiparse", 4, 2048, 2, 64, 0, 0};
         ns = 2;
     }
-    /* On CUDA each shape runs twice when cuDNN loads: the default implementation (OSP_ATTN_IMPL,
-     * auto = cuDNN where it serves the call) and the other one, so both appear side by side. */
+    /* On CUDA each shape runs twice when cuDNN loads: the instance's implementation (option attn,
+     * OSP_ATTN_IMPL overrides; auto = cuDNN where it serves the call) and the other one, so both
+     * appear side by side. */
     bool both = false;
 #ifdef OSP_HAVE_CUDA
     both = b->cuda && attn_cudnn_available();

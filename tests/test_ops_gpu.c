@@ -7,7 +7,7 @@
  * gradient outputs start from random values (backward ops must ADD). Prints a table.
  *
  * Tolerances: fp32 ops 1e-5 (2e-5 where the CPU sums in double and the GPU in fp32 trees);
- * GEMMs with OSP_CUDA_GEMM=fp32 1e-5, with the default bf16 operands 1e-2; attention (bf16
+ * GEMMs in mode fp32 (twin_set_gemm) 1e-5, with the default bf16 operands 1e-2; attention (bf16
  * tensor cores, fp32 softmax/accumulators: test_attn_gpu.c) 1e-2 forward, 2e-2 backward; HiF8
  * bit-exact. Also: GPU reductions repeated must be bit-identical (determinism). Attention (osp's
  * own kernels) is in test_attn_gpu.c, the cuDNN path in test_attn_cudnn_gpu.c; helpers in

@@ -42,7 +42,8 @@ static void attn_bwd_osp(float *dq, float *dk, float *dv, const float *dout, con
         attn_delta_launch(delta, dout, o, R, Nq, H, d);
     }
     const int nq_ = (int)Nq, nk_ = (int)Nk;
-    if ((dk || dv) && Nk > 0) attn_dkdv_dispatch(dk, dv, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, nq_, nk_, H, d, Dp);
+    if ((dk || dv) && Nk > 0)
+        attn_dkdv_dispatch(dk, dv, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, nq_, nk_, H, d, Dp);
     if (dq) attn_dq_dispatch(dq, qb, kb, vb, dob, lse, delta, kvalid, R, Rkv, nq_, nk_, H, d, Dp);
 }
 

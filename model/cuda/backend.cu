@@ -119,7 +119,7 @@ static void cu_sync(void) { CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stre
 #define EW_LAUNCH(kernel, n, ...)                                                                  \
     do {                                                                                           \
         if ((n) > 0) {                                                                             \
-            kernel<<<osp_cuda_blocks((n), 256), 256, 0, osp_cuda_inst->stream>>>(__VA_ARGS__);           \
+            kernel<<<osp_cuda_blocks((n), 256), 256, 0, osp_cuda_inst->stream>>>(__VA_ARGS__);     \
             CUDA_LAUNCH_CHECK();                                                                   \
         }                                                                                          \
     } while (0)
@@ -389,8 +389,8 @@ static int64_t cu_count_nonfinite(const float *x, int64_t n) {
  * atomicMax and the last block to finish (a ticket in amax_state[1], as in CUDA's
  * threadFenceReduction sample) writes the result, amax or hif8_scale_current_dev(amax), and
  * resets the state for the next call. The state (the instance's amax_state) is shared by every
- * call: they run in order on the instance's stream. bf16 lanes are folded two per word by __vmaxu2 on their 15 magnitude bits,
- * which are the top half of the fp32 magnitude bits. */
+ * call: they run in order on the instance's stream. bf16 lanes are folded two per word by
+ * __vmaxu2 on their 15 magnitude bits, which are the top half of the fp32 magnitude bits. */
 #define AMAX_THREADS 256
 
 __device__ __forceinline__ uint32_t amax_fold(uint32_t m, uint32_t w, const float *) {

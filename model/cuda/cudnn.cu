@@ -626,7 +626,8 @@ static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const 
          * ops.h leaves the outputs of padding queries unspecified (finite) */
         cdn_fix_masked(o32, ob, lse, nmask, pad ? len : NULL, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
-            snprintf(cds()->why, sizeof cds()->why, "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
+            snprintf(cds()->why, sizeof cds()->why,
+                     "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
             cdn_note("%s", cds()->why);
             return -1;
         }

@@ -141,7 +141,8 @@ void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int6
 void cdn_zero_masked(uint16_t *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!kvalid || n <= 0) return;
     const int64_t rows = n / HD;
-    cdn_zero_masked_kernel<<<osp_cuda_blocks(32 * rows, 256), 256, 0, osp_cuda_inst->stream>>>((bf16 *)x, kvalid, HD, rows);
+    cdn_zero_masked_kernel<<<osp_cuda_blocks(32 * rows, 256), 256, 0, osp_cuda_inst->stream>>>((bf16 *)x, kvalid, HD,
+                                                                                                 rows);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
@@ -177,6 +178,7 @@ void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const in
     if (o) cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(o, ob, lse, nmask, len, Nq, H, d, rows);
     else cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(ob, ob, lse, nmask, len, Nq, H, d, rows);
     CUDA_LAUNCH_CHECK();
-    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_inst->stream>>>(lse, nmask, len, qvalid, flag, Nq, H, nl);
+    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_inst->stream>>>(lse, nmask, len, qvalid, flag, Nq,
+                                                                                     H, nl);
     CUDA_LAUNCH_CHECK();
 }

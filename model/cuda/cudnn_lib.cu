@@ -49,8 +49,9 @@ static void *cdn_open_glob(const char *pattern) {
     return h;
 }
 
-/* path (the option cudnn_lib, OSP_CUDNN_LIB) when not empty; else libcudnn.so.9 through the loader path, else the pip wheel of a
- * python environment next to a $PATH entry, of ~/.local, /usr/local or /usr: the first found.
+/* given (the option cudnn_lib, OSP_CUDNN_LIB) when not empty; else libcudnn.so.9 through the
+ * loader path, else the pip wheel of a python environment next to a $PATH entry, of ~/.local,
+ * /usr/local or /usr: the first found.
  * (Features differ within 9.x: the SDPA forward takes sequence lengths in 9.19, not in 9.14; a
  * machine with an older system cuDNN and a newer PyTorch wheel wants OSP_CUDNN_LIB.) */
 void *cdn_search(const char *given) {

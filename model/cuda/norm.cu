@@ -340,7 +340,8 @@ template <typename T>
 static void qk_norm_rope_fwd_t(T *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                                const osp_rope *r, int64_t N, int H, float eps) {
     if (N <= 0) return;
-    qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(y, rstd, x, w, pos, *r, N, H * r->d, eps);
+    qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(y, rstd, x, w, pos, *r, N, H * r->d,
+                                                                                   eps);
     CUDA_LAUNCH_CHECK();
 }
 
