@@ -1,13 +1,14 @@
 /*
  * test_attn_gpu.c — osp's own attention kernels (model/cuda/attn_fwd.cu / model/cuda/attn_bwd.cu) against the
  * CPU twin (model/cpu/attn.c), in the manner of test_ops_gpu.c (helpers in gpu_twin.h): fresh seeded
- * random q, k, v, dO, the kernels the backend runs (other tile shapes are experiments in dev/cuda/,
- * with their own check), self- and cross-attention shapes, Rkv != R, key masks with a fully masked kv row, and the production width (12 x 128,
- * N = 2048). Tolerances: bf16 tensor cores with fp32 softmax and accumulators, 1e-2 forward,
+ * random q, k, v, dO, the kernels the backend runs (other tile shapes are experiments in
+ * dev/cuda/, with their own check), self- and cross-attention shapes, Rkv != R, key masks with a
+ * fully masked kv row, and the production width (12 x 128, N = 2048). Tolerances: bf16 tensor cores with fp32 softmax and accumulators, 1e-2 forward,
  * 2e-2 backward (gradients start from random values: the backward must ADD). The cuDNN path has
  * its own test (test_attn_cudnn_gpu.c).
  * Also a timing printout for attention 12 x 128 at 8,192 and 32,760 tokens (fwd, fwd+bwd, and the
- * dK/dV and dQ kernels alone) and two large GEMMs (printed, not asserted; OSP_GPU_TEST_NO_TIMING=1 leaves it out).
+ * dK/dV and dQ kernels alone) and two large GEMMs (printed, not asserted;
+ * OSP_GPU_TEST_NO_TIMING=1 leaves it out).
  *
  * Without a visible GPU (or a build without CUDA) the test prints "skipped" and passes.
  */
