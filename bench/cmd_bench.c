@@ -110,7 +110,7 @@ int cmd_bench(int argc, char **argv) {
 
     bench_ctx b;
     memset(&b, 0, sizeof b);
-    b.be = cli_backend(device);
+    b.be = cli_backend(device, 0, NULL); /* the CUDA defaults; the environment overrides them */
     b.cuda = strcmp(b.be->name, "cpu") != 0;
     b.quick = quick;
     b.repeat = repeat > 0 ? repeat : (b.cuda ? 5 : 3);
@@ -127,8 +127,8 @@ int cmd_bench(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = omp_get_max_threads();
-    const char *gemm_mode = getenv("OSP_CUDA_GEMM");
-    if (!gemm_mode || !*gemm_mode) gemm_mode = "bf16";
+    const osp_cuda_options *cuda = osp_backend_cuda_options(b.be);
+    const char *gemm_mode = cuda ? osp_cuda_gemm_name(cuda->gemm) : "";
     printf("osp bench: %s (backend %s%s%s), %d threads, %ld cores, %s, %s, median of %d after 1 warm-up%s\n", dev,
            b.be->name, b.cuda ? ", GEMM mode " : "", b.cuda ? gemm_mode : "", threads, nproc, host, date, b.repeat,
            quick ? ", quick" : "");
@@ -178,5 +178,6 @@ int cmd_bench(int argc, char **argv) {
     }
     json_decref(b.root);
     free(b.host_params);
+    cli_backend_free(b.be);
     return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "bench/util.h"
 #include "core/common.h"
+#include "model/cuda/backend.h"
 #ifdef OSP_HAVE_CUDA
 #include "model/cuda/cudnn.h"
 #endif
@@ -169,18 +170,23 @@ static double attn_flops(int64_t R, int64_t N, int H, int d) { return 4.0 * (dou
 
 /* One attention measurement and the implementation that served it: "cpu", "osp" (osp's kernels),
  * "cudnn", or "cudnn/osp" when cuDNN served the forward only (and "osp/cudnn" the reverse), told
- * by cuDNN's call counters. impl_env non-NULL: measured under OSP_ATTN_IMPL=impl_env, and the
- * result is not kept for reuse (later sections run the default implementation). */
+ * by cuDNN's call counters. impl_env non-NULL: measured with the CUDA option attn set to that
+ * implementation (osp_cuda_attn_parse's names), and the result is not kept for reuse (later
+ * sections run the default implementation). */
 static bench_attn_result attn_measure(bench_ctx *b, const attn_shape *s, const char *impl_env, char *impl,
                                       size_t implsz) {
     snprintf(impl, implsz, "%s", b->cuda ? "osp" : "cpu");
     int nattn = b->nattn;
     bench_attn_result cache[sizeof b->attn / sizeof b->attn[0]];
-    char *saved = NULL;
+    const osp_cuda_options *cuda = osp_backend_cuda_options(b->be);
+    osp_cuda_options saved = osp_cuda_options_default();
+    if (impl_env && cuda) {
+        saved = *cuda;
+        osp_cuda_options o = saved;
+        o.attn = (osp_cuda_attn)osp_cuda_attn_parse(impl_env);
+        osp_backend_cuda_set_options(b->be, &o);
+    }
     if (impl_env) {
-        const char *e = getenv("OSP_ATTN_IMPL");
-        saved = e ? strdup(e) : NULL;
-        setenv("OSP_ATTN_IMPL", impl_env, 1);
         memcpy(cache, b->attn, sizeof cache);
         b->nattn = 0; /* measure afresh: the cached result of this shape is the default's */
     }
@@ -192,10 +198,8 @@ static bench_attn_result attn_measure(bench_ctx *b, const attn_shape *s, const c
     bool cf = attn_cudnn_calls(0) > f0, cb = attn_cudnn_calls(1) > g0;
     if (b->cuda && (cf || cb)) snprintf(impl, implsz, "%s", cf && cb ? "cudnn" : cf ? "cudnn/osp" : "osp/cudnn");
 #endif
+    if (impl_env && cuda) osp_backend_cuda_set_options(b->be, &saved);
     if (impl_env) {
-        if (saved) setenv("OSP_ATTN_IMPL", saved, 1);
-        else unsetenv("OSP_ATTN_IMPL");
-        free(saved);
         memcpy(b->attn, cache, sizeof cache);
         b->nattn = nattn;
     }
@@ -221,8 +225,9 @@ void bench_attn(bench_ctx *b) {
         sh[1] = (attn_shape){"skiparse", 4, 2048, 2, 64, 0, 0};
         ns = 2;
     }
-    /* On CUDA each shape runs twice when cuDNN loads: the default implementation (OSP_ATTN_IMPL,
-     * auto = cuDNN where it serves the call) and the other one, so both appear side by side. */
+    /* On CUDA each shape runs twice when cuDNN loads: the instance's implementation (option attn,
+     * OSP_ATTN_IMPL overrides; auto = cuDNN where it serves the call) and the other one, so both
+     * appear side by side. */
     bool both = false;
 #ifdef OSP_HAVE_CUDA
     both = b->cuda && attn_cudnn_available();

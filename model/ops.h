@@ -92,11 +92,13 @@ typedef struct osp_backend {
     void (*gate_res_bwd)(float *dy, float *dgate, const float *dx, const float *y, const float *gate, int64_t R,
                          int64_t N, int D, int B, int64_t stride);
     void (*add)(float *y, const float *x, int64_t n);            /* y += x */
-    void (*axpby)(float *y, float a, const float *x, float b, int64_t n); /* y = a*x + b*y */
+    void (*axpby)(float *y, float a, const float *x, float b, int64_t n); /* y = a*x + b*y (tests only, so far) */
 
     /* ---- positional ---- */
     /* 3D RoPE, interleaved pairs, head dim d split (d-4*(d/6), 2*(d/6), 2*(d/6)).
-     * x,y [ntok, H*d]; pos [ntok,3] = original (t,h,w) of each token. y may alias x. */
+     * x,y [ntok, H*d]; pos [ntok,3] = original (t,h,w) of each token. y may alias x.
+     * The model calls the fused qk_norm_rope_* below; rope_fwd / rope_bwd are its unfused steps,
+     * which the tests check on their own (and the CPU backend composes the fused op from). */
     osp_rope *(*rope_init)(int head_dim, int max_pos, double theta);
     void (*rope_free)(osp_rope *r);
     void (*rope_fwd)(float *y, const float *x, const int32_t *pos, const osp_rope *r, int64_t ntok, int H);
@@ -160,7 +162,7 @@ typedef struct osp_backend {
      * computed, e.g. delayed scaling's). ds is a device float of the caller's (be->alloc). */
     void (*hif8_scale_dev)(float *ds, const float *x, const osp_bf16 *x16, int64_t n, float target);
     void (*hif8_scale_set)(float *ds, float s);
-    /* number of non-finite values in x */
+    /* number of non-finite values in x (the tests' NaN/Inf census) */
     int64_t (*count_nonfinite)(const float *x, int64_t n);
 
     /* ---- bf16 activation storage (optional: NULL where every activation stays fp32, the CPU) ----
@@ -170,7 +172,7 @@ typedef struct osp_backend {
      * it computes from the fp32 tensor (it multiplies bf16 operands either way); what changes is
      * memory traffic: no conversion passes, half the bytes. In each pair below exactly one of the
      * fp32 / bf16 pointers of an operand is non-NULL. Same contracts as the fp32 ops above. */
-    int (*act16_on)(void); /* whether bf16 storage is in effect now (CUDA: bf16 GEMMs, OSP_ACT16 != 0) */
+    int (*act16_on)(void); /* whether bf16 storage is in effect now (CUDA: options gemm bf16 and act16) */
     void (*linear16_fwd)(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *W,
                          const float *b, int64_t N, int K, int O);
     void (*linear16_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const osp_bf16 *x16,
@@ -216,7 +218,7 @@ typedef struct osp_backend {
 } osp_backend;
 
 const osp_backend *osp_backend_cpu(void);
-/* NULL when osp was built without CUDA or no GPU is visible. */
-const osp_backend *osp_backend_cuda(void);
+/* The CUDA backend is an instance made for one device with its options: osp_backend_cuda_init in
+ * model/cuda/backend.h. */
 
 #endif

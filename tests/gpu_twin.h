@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "model/cuda/backend.h"
 #include "model/ops.h"
 
 static const osp_backend *C, *G;
@@ -76,10 +77,11 @@ static inline double rel_err(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* Sets G and C and prints the table header; false (after saying so) when there is no GPU, in
- * which case the program exits 0: the test is a skip, not a failure, on CPU-only machines. */
+/* Sets G (a CUDA instance on device 0, default options and the environment's overrides) and C
+ * and prints the table header; false (after saying so) when there is no GPU, in which case the
+ * program exits 0: the test is a skip, not a failure, on CPU-only machines. */
 static inline bool twin_init(const char *prog) {
-    G = osp_backend_cuda();
+    G = osp_backend_cuda_init(0, NULL);
     C = osp_backend_cpu();
     if (!G) {
         printf("%s: no CUDA backend or no GPU visible: skipped\n", prog);
@@ -87,6 +89,24 @@ static inline bool twin_init(const char *prog) {
     }
     printf("%-30s %-28s %10s %8s\n", "op", "shape", "rel.err", "tol");
     return true;
+}
+
+/* The GEMM mode of the GPU's next calls (osp_cuda_gemm_parse's names); returns the options it
+ * replaced, for twin_set_options to restore. */
+static inline osp_cuda_options twin_set_gemm(const char *mode) {
+    osp_cuda_options was = *osp_backend_cuda_options(G), o = was;
+    int g = osp_cuda_gemm_parse(mode);
+    if (g < 0) osp_die("twin_set_gemm: unknown GEMM mode '%s'", mode);
+    o.gemm = (osp_cuda_gemm)g;
+    osp_backend_cuda_set_options(G, &o);
+    return was;
+}
+static inline void twin_set_options(const osp_cuda_options *o) { osp_backend_cuda_set_options(G, o); }
+
+/* twin_init's instance, freed at the end of the program */
+static inline void twin_free_backend(void) {
+    osp_backend_cuda_free(G);
+    G = NULL;
 }
 
 static inline void report(const char *op, const char *shape, double err, double tol) {

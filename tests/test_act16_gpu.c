@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "model/cuda/backend.h"
 #include "model/ops.h"
 #include "quant/fakequant.h"
 #include "tests/testutil.h"
@@ -465,20 +466,27 @@ static void test_attn16(const char *label, int64_t R, int64_t Rkv, int64_t Nq, i
 }
 
 int main(void) {
-    G = osp_backend_cuda();
+    G = osp_backend_cuda_init(0, NULL);
     if (!G || !G->act16_on) {
         printf("skipped: no CUDA device (bf16 activation storage is a CUDA backend feature)\n");
         return 0;
     }
-    unsetenv("OSP_CUDA_GEMM");
-    unsetenv("OSP_ACT16");
+    /* GEMM mode and storage at their defaults whatever the environment says (its other overrides,
+     * OSP_CUDNN_LIB say, stay), then each switch alone */
+    osp_cuda_options dflt = *osp_backend_cuda_options(G);
+    dflt.gemm = OSP_CUDA_GEMM_BF16;
+    dflt.act16 = true;
+    osp_cuda_options o = dflt;
+    osp_backend_cuda_set_options(G, &o);
     TU_EXPECT(G->act16_on(), "bf16 storage is on by default (bf16 GEMM mode)");
-    setenv("OSP_ACT16", "0", 1);
-    TU_EXPECT(!G->act16_on(), "OSP_ACT16=0 turns it off");
-    unsetenv("OSP_ACT16");
-    setenv("OSP_CUDA_GEMM", "fp32", 1);
-    TU_EXPECT(!G->act16_on(), "off with OSP_CUDA_GEMM=fp32");
-    unsetenv("OSP_CUDA_GEMM");
+    o.act16 = false;
+    osp_backend_cuda_set_options(G, &o);
+    TU_EXPECT(!G->act16_on(), "act16 off turns it off");
+    o = dflt;
+    o.gemm = OSP_CUDA_GEMM_FP32;
+    osp_backend_cuda_set_options(G, &o);
+    TU_EXPECT(!G->act16_on(), "off with GEMM mode fp32");
+    osp_backend_cuda_set_options(G, &dflt);
 
     test_norms(3, 37, 96, 3, 2);
     test_norms(2, 512, 1536, 2, 12); /* production width */
@@ -492,8 +500,10 @@ int main(void) {
     test_attn16("cuDNN, R 2 x 300, H 2 x 64", 2, 2, 300, 300, 2, 64, false);
     test_attn16("cuDNN masked, R 4 x 256, H 2 x 128", 4, 4, 256, 256, 2, 128, true);
     test_attn16("cross (osp kernels), R 4 / Rkv 2, 96 x 16", 4, 2, 96, 16, 2, 64, false);
-    setenv("OSP_ATTN_IMPL", "osp", 1);
+    o = dflt;
+    o.attn = OSP_CUDA_ATTN_OSP;
+    osp_backend_cuda_set_options(G, &o);
     test_attn16("osp kernels masked, R 2 x 200, H 2 x 64", 2, 2, 200, 200, 2, 64, true);
-    unsetenv("OSP_ATTN_IMPL");
+    osp_backend_cuda_free(G);
     return tu_summary("test_act16_gpu");
 }

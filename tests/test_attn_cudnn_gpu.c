@@ -2,7 +2,7 @@
  * test_attn_cudnn_gpu.c — the cuDNN fused-attention path (model/cuda/cudnn.cu) against osp's own
  * flash kernels on the same GPU: fresh N(0,1) q, k, v, dO (never zeros) at several shapes
  * (R 1..4, N in {64, 1000, 4096}, H in {2, 12}, d in {64, 128}, and one Nq != Nk cross-attention
- * shape); osp's kernels run through the backend table with OSP_ATTN_IMPL=osp, cuDNN through
+ * shape); osp's kernels run through the backend table with the option attn = osp, cuDNN through
  * attn_cudnn_fwd / attn_cudnn_bwd directly.
  *
  * Checks ||cudnn - osp|| / ||osp|| for o, lse, dq, dk, dv against 2e-2 (both sides round q/k/v/dO
@@ -12,7 +12,7 @@
  * backward accumulates). A backward asked for dk alone (dq, dv NULL) must give the same dk. The
  * cuDNN backward is run twice on the same inputs and whether the two results are bit-identical is
  * printed (not asserted: cuDNN accumulates dQ with atomics), as is one timing of each side.
- * Last, the hooks: OSP_ATTN_IMPL=cudnn sends the backend table's unmasked calls to cuDNN.
+ * Last, the hooks: attn = cudnn sends the backend table's unmasked calls to cuDNN.
  *
  * Labelled gpu: on a machine without a visible GPU it prints "skipped" and passes; with a GPU,
  * a cuDNN that cannot be loaded or that declines a shape FAILS the test ("cudnn unavailable").
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "model/cuda/backend.h"
 #include "model/ops.h"
 #include "tests/testutil.h"
 
@@ -32,6 +33,13 @@
 #define TOL 2e-2
 
 static const osp_backend *G;
+
+/* who serves the backend table's attention from the next call on (the instance's option attn) */
+static void set_attn(osp_cuda_attn a) {
+    osp_cuda_options o = *osp_backend_cuda_options(G);
+    o.attn = a;
+    osp_backend_cuda_set_options(G, &o);
+}
 static tu_rng rng = {0x5EED0A77E57ULL};
 
 static float *dev_from(const float *h, int64_t n) {
@@ -276,7 +284,7 @@ static void test_padding_queries(void) {
 
 /* Most keys masked, the last ones valid (so no length can cut them): the zeroed keys would carry
  * most of cuDNN's softmax sum, so the direct call declines (-1) and the backend's hooked call
- * (OSP_ATTN_IMPL=auto) gives osp's masked result. */
+ * (attn = auto) gives osp's masked result. */
 static void test_heavy_mask(void) {
     const int64_t R = 2, N = 512, n = R * N * 2 * 64, nl = R * 2 * N;
     float *hq = tu_randn(&rng, n, 1.0), *hk = tu_randn(&rng, n, 1.0), *hv = tu_randn(&rng, n, 1.0);
@@ -286,10 +294,10 @@ static void test_heavy_mask(void) {
     uint8_t *mask = mask_make(R, N, 0.999, NULL);
     int rc = attn_cudnn_fwd(o2, l2, q, k, v, mask, R, N, N, 2, 64);
     TU_EXPECT(rc == -1, "99.9%% of the keys masked: attn_cudnn_fwd should decline, returned %d", rc);
-    G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, 2, 64); /* osp (OSP_ATTN_IMPL=osp) */
-    setenv("OSP_ATTN_IMPL", "auto", 1);
+    G->attn_fwd(o1, l1, q, k, v, mask, R, R, N, N, 2, 64); /* osp (attn = osp) */
+    set_attn(OSP_CUDA_ATTN_AUTO);
     G->attn_fwd(o2, l2, q, k, v, mask, R, R, N, N, 2, 64);
-    setenv("OSP_ATTN_IMPL", "osp", 1);
+    set_attn(OSP_CUDA_ATTN_OSP);
     float *h1 = host_of(o1, n), *h2 = host_of(o2, n);
     int64_t diff = tu_bitdiff(h1, h2, n);
     TU_EXPECT(diff == 0, "heavy mask: the auto path differs from osp's kernel in %lld values", (long long)diff);
@@ -298,7 +306,7 @@ static void test_heavy_mask(void) {
     G->free(q), G->free(k), G->free(v), G->free(o1), G->free(o2), G->free(l1), G->free(l2), G->free(mask);
 }
 
-/* The hooks in cuda_attn_fwd / cuda_attn_bwd: under OSP_ATTN_IMPL=cudnn the backend table's
+/* The hooks in cuda_attn_fwd / cuda_attn_bwd: with attn = cudnn the backend table's
  * unmasked self-attention runs on cuDNN (its call counters move) and gives the bits the direct
  * forward call gives; a masked call stays on osp's kernels. */
 static void test_hooks(void) {
@@ -309,36 +317,36 @@ static void test_hooks(void) {
     float *l = G->alloc(sizeof(float) * (size_t)(R * 4 * N)), *g = G->alloc(sizeof(float) * (size_t)n);
     uint8_t *valid = G->alloc((size_t)(R * N));
     G->zero(g, sizeof(float) * (size_t)n);
-    setenv("OSP_ATTN_IMPL", "cudnn", 1);
+    set_attn(OSP_CUDA_ATTN_CUDNN);
     int64_t f0 = attn_cudnn_calls(0), b0 = attn_cudnn_calls(1);
     G->attn_fwd(o1, l, q, k, v, NULL, R, R, N, N, 4, 64);
     G->attn_bwd(g, NULL, NULL, v, o1, l, q, k, v, NULL, R, R, N, N, 4, 64);
     G->sync();
     TU_EXPECT(attn_cudnn_calls(0) == f0 + 1 && attn_cudnn_calls(1) == b0 + 1,
-              "OSP_ATTN_IMPL=cudnn: the backend's attention did not run on cuDNN");
+              "attn = cudnn: the backend's attention did not run on cuDNN");
     G->zero(valid, (size_t)(R * N)); /* every key masked: cuDNN declines, osp's kernel serves */
-    setenv("OSP_ATTN_IMPL", "auto", 1);
+    set_attn(OSP_CUDA_ATTN_AUTO);
     G->attn_fwd(o2, l, q, k, v, valid, R, R, N, N, 4, 64);
     G->sync();
     TU_EXPECT(attn_cudnn_calls(0) == f0 + 1, "a fully masked attention call was counted as served by cuDNN");
-    setenv("OSP_ATTN_IMPL", "osp", 1);
+    set_attn(OSP_CUDA_ATTN_OSP);
     attn_cudnn_fwd(o2, l, q, k, v, NULL, R, N, N, 4, 64);
     float *h1 = host_of(o1, n), *h2 = host_of(o2, n);
     int64_t diff = tu_bitdiff(h1, h2, n);
     TU_EXPECT(diff == 0, "hooked and direct cuDNN forward differ in %lld of %lld values", (long long)diff,
               (long long)n);
-    printf("%-4s %-58s\n", diff == 0 ? "ok" : "FAIL", "hooks: OSP_ATTN_IMPL=cudnn routes the backend to cuDNN");
+    printf("%-4s %-58s\n", diff == 0 ? "ok" : "FAIL", "hooks: attn = cudnn routes the backend to cuDNN");
     free(h1), free(h2), free(hq), free(hk), free(hv);
     G->free(q), G->free(k), G->free(v), G->free(o1), G->free(o2), G->free(l), G->free(g), G->free(valid);
 }
 
 int main(void) {
-    G = osp_backend_cuda();
+    G = osp_backend_cuda_init(0, NULL);
     if (!G) {
         printf("test_attn_cudnn_gpu: skipped (no CUDA GPU visible or built without CUDA)\n");
         return 0;
     }
-    setenv("OSP_ATTN_IMPL", "osp", 1); /* the backend table runs osp's own kernels */
+    set_attn(OSP_CUDA_ATTN_OSP); /* the backend table runs osp's own kernels */
     if (!attn_cudnn_available()) {
         printf("cudnn unavailable: %s\n", attn_cudnn_status());
         printf("test_attn_cudnn_gpu: FAILED: cuDNN could not be loaded on a GPU machine (set OSP_CUDNN_LIB, "
@@ -364,5 +372,6 @@ int main(void) {
     test_heavy_mask();
     test_hooks();
     attn_cudnn_free();
+    osp_backend_cuda_free(G);
     return tu_summary("test_attn_cudnn_gpu");
 }

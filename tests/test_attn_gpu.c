@@ -1,33 +1,20 @@
 /*
  * test_attn_gpu.c — osp's own attention kernels (model/cuda/attn_fwd.cu / model/cuda/attn_bwd.cu) against the
  * CPU twin (model/cpu/attn.c), in the manner of test_ops_gpu.c (helpers in gpu_twin.h): fresh seeded
- * random q, k, v, dO, every kernel variant (OSP_ATTN_FWD / _DQ / _KV), self- and cross-attention
- * shapes, Rkv != R, key masks with a fully masked kv row, and the production width (12 x 128,
- * N = 2048). Tolerances: bf16 tensor cores with fp32 softmax and accumulators, 1e-2 forward,
+ * random q, k, v, dO, the kernels the backend runs (other tile shapes are experiments in
+ * dev/cuda/, with their own check), self- and cross-attention shapes, Rkv != R, key masks with a
+ * fully masked kv row, and the production width (12 x 128, N = 2048). Tolerances: bf16 tensor cores with fp32 softmax and accumulators, 1e-2 forward,
  * 2e-2 backward (gradients start from random values: the backward must ADD). The cuDNN path has
  * its own test (test_attn_cudnn_gpu.c).
- * Also a timing printout for attention 12 x 128 at 8,192 and 32,760 tokens per kernel variant and
- * two large GEMMs (printed, not asserted; OSP_GPU_TEST_NO_TIMING=1 leaves it out).
+ * Also a timing printout for attention 12 x 128 at 8,192 and 32,760 tokens (fwd, fwd+bwd, and the
+ * dK/dV and dQ kernels alone) and two large GEMMs (printed, not asserted;
+ * OSP_GPU_TEST_NO_TIMING=1 leaves it out).
  *
  * Without a visible GPU (or a build without CUDA) the test prints "skipped" and passes.
  */
 #include "tests/gpu_twin.h"
 
 /* ------------------------------------------------------------------ attention */
-
-/* Kernel variants of cuda_attn_*.cu (OSP_ATTN_FWD / OSP_ATTN_DQ / OSP_ATTN_KV); every one
- * must pass. Only head dim 128 has variants. */
-static const char *attn_cfgs[][3] = {{"b", "b", "b"}, {"a", "a", "a"}, {"c", "b", "a"}, {"g", "a", "b"}};
-static void attn_cfg_set(int i) {
-    setenv("OSP_ATTN_FWD", attn_cfgs[i][0], 1);
-    setenv("OSP_ATTN_DQ", attn_cfgs[i][1], 1);
-    setenv("OSP_ATTN_KV", attn_cfgs[i][2], 1);
-}
-static void attn_cfg_clear(void) {
-    unsetenv("OSP_ATTN_FWD");
-    unsetenv("OSP_ATTN_DQ");
-    unsetenv("OSP_ATTN_KV");
-}
 
 /* download a GPU gradient, subtract its start values, compare with the CPU's added part */
 static void attn_check_grad(const char *name, const char *shape, const float *g, const float *cpu_delta,
@@ -43,7 +30,7 @@ static void attn_check_grad(const char *name, const char *shape, const float *g,
  * Gradient buffers start from random values on both sides; the check subtracts the start so
  * the tolerance applies to what attention added. */
 static void test_attn(int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int d, int mask, float qamp) {
-    char shape[64], name[64];
+    char shape[64];
     snprintf(shape, sizeof shape, "R%lld/%lld Nq%lld Nk%lld H%d d%d%s", (long long)R, (long long)Rkv, (long long)Nq,
              (long long)Nk, H, d, mask ? " mask" : "");
     size_t nq = (size_t)R * Nq * H * d, nk = (size_t)Rkv * Nk * H * d, nl = (size_t)R * H * Nq;
@@ -76,30 +63,18 @@ static void test_attn(int64_t R, int64_t Rkv, int64_t Nq, int64_t Nk, int H, int
     float *poison = osp_malloc(nq * 4);
     for (size_t j = 0; j < nq; j++) poison[j] = NAN;
 
-    int ncfg = d == 128 ? (int)(sizeof attn_cfgs / sizeof *attn_cfgs) : 1;
-    for (int c = 0; c < ncfg; c++) {
-        attn_cfg_set(c);
-        char tag[16];
-        snprintf(tag, sizeof tag, " [%s%s%s]", attn_cfgs[c][0], attn_cfgs[c][1], attn_cfgs[c][2]);
-        G->upload(o.g, poison, nq * 4);
-        G->upload(lse.g, poison, nl * 4);
-        G->attn_fwd(o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
-        snprintf(name, sizeof name, "attn_fwd o%s", tag);
-        check(name, shape, o, 1e-2);
-        snprintf(name, sizeof name, "attn_fwd lse%s", tag);
-        check(name, shape, lse, 1e-2);
-        G->upload(dq.g, dq0, nq * 4);
-        G->upload(dk.g, dk0, nk * 4);
-        G->upload(dv.g, dv0, nk * 4);
-        G->attn_bwd(dq.g, dk.g, dv.g, dout.g, o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
-        snprintf(name, sizeof name, "attn_bwd dq%s", tag);
-        attn_check_grad(name, shape, dq.g, dq.c, dq0, nq);
-        snprintf(name, sizeof name, "attn_bwd dk%s", tag);
-        attn_check_grad(name, shape, dk.g, dk.c, dk0, nk);
-        snprintf(name, sizeof name, "attn_bwd dv%s", tag);
-        attn_check_grad(name, shape, dv.g, dv.c, dv0, nk);
-    }
-    attn_cfg_clear();
+    G->upload(o.g, poison, nq * 4);
+    G->upload(lse.g, poison, nl * 4);
+    G->attn_fwd(o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    check("attn_fwd o", shape, o, 1e-2);
+    check("attn_fwd lse", shape, lse, 1e-2);
+    G->upload(dq.g, dq0, nq * 4);
+    G->upload(dk.g, dk0, nk * 4);
+    G->upload(dv.g, dv0, nk * 4);
+    G->attn_bwd(dq.g, dk.g, dv.g, dout.g, o.g, lse.g, q.g, k.g, v.g, valid_g, R, Rkv, Nq, Nk, H, d);
+    attn_check_grad("attn_bwd dq", shape, dq.g, dq.c, dq0, nq);
+    attn_check_grad("attn_bwd dk", shape, dk.g, dk.c, dk0, nk);
+    attn_check_grad("attn_bwd dv", shape, dv.g, dv.c, dv0, nk);
     /* determinism of the GPU backward (no atomics): same inputs, same bits */
     size_t nmax = nq > nk ? nq : nk;
     float *a1 = G->alloc(nmax * 4), *a2 = G->alloc(nmax * 4);
@@ -202,8 +177,10 @@ static void time_linear(int64_t N, int I, int O, int reps) {
 }
 
 int main(void) {
-    setenv("OSP_ATTN_IMPL", "osp", 1); /* osp's own kernels: the cuDNN path has test_attn_cudnn_gpu */
     if (!twin_init("test_attn_gpu")) return 0;
+    osp_cuda_options o = *osp_backend_cuda_options(G);
+    o.attn = OSP_CUDA_ATTN_OSP; /* osp's own kernels: the cuDNN path has test_attn_cudnn_gpu */
+    twin_set_options(&o);
     test_attn(2, 2, 100, 100, 2, 32, 0, 2);
     test_attn(4, 2, 77, 150, 3, 128, 1, 2);     /* Rkv != R, masks, an all-masked kv row */
     test_attn(2, 1, 200, 64, 2, 64, 0, 2);      /* cross-attention shape: short key side */
@@ -216,29 +193,11 @@ int main(void) {
         time_linear(32760, 1536, 8960, 5);
         const int64_t Ns[2] = {8192, 32760};
         for (int i = 0; i < 2; i++) {
-            char lab[16];
-            attn_cfg_clear();
             time_attn(Ns[i], 12, 128, 5, 0, "default");
-            for (const char *f = "abcg"; *f; f++) {
-                char v[2] = {*f, 0};
-                setenv("OSP_ATTN_FWD", v, 1);
-                snprintf(lab, sizeof lab, "FWD=%s", v);
-                time_attn(Ns[i], 12, 128, 5, 1, lab);
-            }
-            for (const char *f = "ab"; *f; f++) {
-                char v[2] = {*f, 0};
-                setenv("OSP_ATTN_KV", v, 1);
-                snprintf(lab, sizeof lab, "KV=%s", v);
-                time_attn(Ns[i], 12, 128, 5, 2, lab);
-            }
-            for (const char *f = "ab"; *f; f++) {
-                char v[2] = {*f, 0};
-                setenv("OSP_ATTN_DQ", v, 1);
-                snprintf(lab, sizeof lab, "DQ=%s", v);
-                time_attn(Ns[i], 12, 128, 5, 3, lab);
-            }
+            time_attn(Ns[i], 12, 128, 5, 2, "default");
+            time_attn(Ns[i], 12, 128, 5, 3, "default");
         }
-        attn_cfg_clear();
     }
+    twin_free_backend();
     return nfail ? 1 : 0;
 }

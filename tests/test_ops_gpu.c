@@ -7,7 +7,7 @@
  * gradient outputs start from random values (backward ops must ADD). Prints a table.
  *
  * Tolerances: fp32 ops 1e-5 (2e-5 where the CPU sums in double and the GPU in fp32 trees);
- * GEMMs with OSP_CUDA_GEMM=fp32 1e-5, with the default bf16 operands 1e-2; attention (bf16
+ * GEMMs in mode fp32 (twin_set_gemm) 1e-5, with the default bf16 operands 1e-2; attention (bf16
  * tensor cores, fp32 softmax/accumulators: test_attn_gpu.c) 1e-2 forward, 2e-2 backward; HiF8
  * bit-exact. Also: GPU reductions repeated must be bit-identical (determinism). Attention (osp's
  * own kernels) is in test_attn_gpu.c, the cuDNN path in test_attn_cudnn_gpu.c; helpers in
@@ -21,12 +21,12 @@
 
 /* What every linear test starts from: its label, the GEMM mode set for the GPU calls, and random
  * x [N,I], W [O,I], b [O] on both backends. lin_case_free undoes all of it. */
-typedef struct { char shape[64]; pair x, W, b; } lin_case;
+typedef struct { char shape[64]; pair x, W, b; osp_cuda_options was; } lin_case;
 
 static lin_case lin_case_init(int64_t N, int I, int O, const char *mode) {
     lin_case c;
     snprintf(c.shape, sizeof c.shape, "N%lld I%d O%d %s", (long long)N, I, O, mode);
-    setenv("OSP_CUDA_GEMM", mode, 1);
+    c.was = twin_set_gemm(mode);
     c.x = pair_rand((size_t)N * I, -1, 1), c.W = pair_rand((size_t)O * I, -0.2f, 0.2f), c.b = pair_rand(O, -1, 1);
     return c;
 }
@@ -35,7 +35,7 @@ static lin_case lin_case_init(int64_t N, int I, int O, const char *mode) {
 static void lin_case_free(lin_case *c, pair *const *own, size_t n) {
     for (size_t i = 0; i < n; i++) pair_free(own[i]);
     pair_free(&c->x), pair_free(&c->W), pair_free(&c->b);
-    unsetenv("OSP_CUDA_GEMM");
+    twin_set_options(&c->was);
 }
 #define LIN_CASE_FREE(c, ...) \
     lin_case_free(c, (pair *const[]){__VA_ARGS__}, sizeof((pair *const[]){__VA_ARGS__}) / sizeof(pair *))
@@ -471,6 +471,7 @@ int main(void) {
     test_layouts();
     test_reductions(1001);
     test_reductions(3000001);
+    twin_free_backend();
     printf("%d checks, %d failed\n", nchecks, nfail);
     return nfail ? 1 : 0;
 }

@@ -7,8 +7,8 @@
  *
  * Cases: full attention and hybrid Skiparse (P=2, K=0, 5x6 token grid padded in the sparse
  * region), head dim 64 and 128 (the tensor-core attention kernels), with the default bf16-operand
- * GEMMs and bf16 activation storage (ops.h), with bf16 GEMMs but fp32 storage (OSP_ACT16=0), and
- * with OSP_CUDA_GEMM=fp32 (model/cuda/gemm.cu reads both on every call); and HiF8 fake
+ * GEMMs and bf16 activation storage (ops.h), with bf16 GEMMs but fp32 storage (option act16 off),
+ * and with GEMM mode fp32 (options of the instance, read on every call); and HiF8 fake
  * quantisation (hybrid; quant.attention on, which keeps fp32 storage, and off, where the quantiser
  * reads the bf16-stored activations), where hif8_fq is bit-exact but the GEMMs that feed
  * it are not, so values near a HiF8 rounding boundary may land on the neighbouring code; and the
@@ -42,6 +42,7 @@ int main(void) {
 #include <string.h>
 
 #include "core/common.h"
+#include "model/cuda/backend.h"
 #include "model/wan.h"
 #include "tests/testutil.h"
 
@@ -50,8 +51,8 @@ typedef struct {
     int dim, heads;
     bool hybrid, quant; /* quant: HiF8 fake quantisation of the block GEMMs */
     bool qatt;          /* quant.attention (its in-place fake quantisation keeps those blocks fp32-stored) */
-    const char *gemm; /* OSP_CUDA_GEMM for the GPU run, NULL = default (bf16 operands) */
-    bool fp32_store;  /* OSP_ACT16=0: activations stored fp32 (default: bf16 where ops.h allows) */
+    const char *gemm; /* GEMM mode of the GPU run (osp_cuda_gemm_parse), NULL = default (bf16 operands) */
+    bool fp32_store;  /* act16 off: activations stored fp32 (default: bf16 where ops.h allows) */
     double tol_out, tol_grad, tol_in;
     bool clip_pos; /* the demo's layout: whole-clip patch (3x2x2 over T=3) + sin-cos positions */
 } wg_case;
@@ -161,12 +162,14 @@ static void wg_check(const wg_case *k, const osp_backend *gpu, uint64_t seed) {
     float *params = wg_random_params(&c, &rng);
 
     wg_result rc = wg_run(osp_backend_cpu(), &c, params, &in);
-    /* the GEMM mode is read per call: set it only around the GPU run */
-    if (k->gemm) setenv("OSP_CUDA_GEMM", k->gemm, 1);
-    if (k->fp32_store) setenv("OSP_ACT16", "0", 1);
+    /* the options are read per call: set the case's only around the GPU run */
+    const osp_cuda_options base = *osp_backend_cuda_options(gpu);
+    osp_cuda_options o = base;
+    if (k->gemm) o.gemm = (osp_cuda_gemm)osp_cuda_gemm_parse(k->gemm);
+    if (k->fp32_store) o.act16 = false;
+    osp_backend_cuda_set_options(gpu, &o);
     wg_result rg = wg_run(gpu, &c, params, &in);
-    if (k->gemm) unsetenv("OSP_CUDA_GEMM");
-    if (k->fp32_store) unsetenv("OSP_ACT16");
+    osp_backend_cuda_set_options(gpu, &base);
 
     /* per-tensor errors over the parameter list (arena padding excluded) */
     wan_model *m = wan_init(&c, osp_backend_cpu());
@@ -229,16 +232,18 @@ static void wg_check(const wg_case *k, const osp_backend *gpu, uint64_t seed) {
 }
 
 int main(void) {
-    const osp_backend *gpu = osp_backend_cuda();
+    const osp_backend *gpu = osp_backend_cuda_init(0, NULL);
     if (!gpu) {
         printf("test_wan_gpu: built with CUDA but no GPU is visible; nothing to compare (run it on a GPU machine)\n");
         return 0;
     }
-    /* the CPU reference must not be perturbed by a mode left in the environment */
-    const char *env = getenv("OSP_CUDA_GEMM");
-    if (env) printf("note: OSP_CUDA_GEMM=%s in the environment; it is cleared for the default-mode cases\n", env);
-    unsetenv("OSP_CUDA_GEMM");
-    unsetenv("OSP_ACT16");
+    /* the default-mode cases run the default GEMM mode and storage whatever the environment says */
+    osp_cuda_options o = *osp_backend_cuda_options(gpu);
+    if (o.gemm != OSP_CUDA_GEMM_BF16 || !o.act16)
+        printf("note: OSP_CUDA_GEMM / OSP_ACT16 in the environment; the default-mode cases run bf16 with act16\n");
+    o.gemm = OSP_CUDA_GEMM_BF16;
+    o.act16 = true;
+    osp_backend_cuda_set_options(gpu, &o);
 
     static const wg_case cases[] = {
         {"full, hd 64, bf16 GEMM", 128, 2, false, false, false, NULL, false, 2e-2, 2e-2, 3e-2, false},
@@ -258,6 +263,7 @@ int main(void) {
     printf("| %-32s | %9s | %9s | %9s | %9s | %-38s | %s\n", "case", "out", "grads", "d lat", "d text",
            "worst tensor (printed only)", "");
     for (int i = 0; i < ncase; i++) wg_check(&cases[i], gpu, 1000 + (uint64_t)i);
+    osp_backend_cuda_free(gpu);
     return tu_summary("test_wan_gpu");
 }
 

@@ -57,15 +57,29 @@ void cli_config_from_dims(osp_config *c, const wan_dims *d) {
     c->model.dims = w;
 }
 
-const osp_backend *cli_backend(const char *device) {
+osp_cuda_options cli_cuda_options(const osp_config *c) {
+    osp_cuda_options o = osp_cuda_options_default();
+    int g = osp_cuda_gemm_parse(c->cuda.gemm), a = osp_cuda_attn_parse(c->cuda.attention);
+    OSP_CHECK(g >= 0 && a >= 0, "cuda.gemm / cuda.attention validated by the config");
+    o.gemm = (osp_cuda_gemm)g;
+    o.attn = (osp_cuda_attn)a;
+    o.act16 = c->cuda.act16;
+    /* bit-exact resume: osp's deterministic attention backward instead of cuDNN's (atomics in dQ) */
+    o.deterministic = c->train.deterministic;
+    return o;
+}
+
+const osp_backend *cli_backend(const char *device, int gpu, const osp_cuda_options *cuda) {
     if (!strcmp(device, "cpu")) return osp_backend_cpu();
-    const osp_backend *cu = osp_backend_cuda();
+    const osp_backend *cu = osp_backend_cuda_init(gpu, cuda);
     if (!strcmp(device, "cuda")) {
         if (!cu) osp_die("device: cuda requested but osp was built without CUDA or no GPU is visible");
         return cu;
     }
     return cu ? cu : osp_backend_cpu();
 }
+
+void cli_backend_free(const osp_backend *be) { osp_backend_cuda_free(be); }
 
 wan_config cli_wan_config(const osp_config *c) {
     wan_config w;

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "model/cuda/backend.h"
 #include "model/ops.h"
 #include "model/wan.h"
 #include "model/io/wan_keys.h"
@@ -26,8 +27,14 @@ void cli_config_validate(const osp_config *c);
 /* Overwrite the model dims of a config with those read from a checkpoint. */
 void cli_config_from_dims(osp_config *c, const wan_dims *d);
 
-/* device: auto -> CUDA when built with it and a GPU is visible, else CPU. */
-const osp_backend *cli_backend(const char *device);
+/* The CUDA backend's options from the config (cuda.*, train.deterministic). */
+osp_cuda_options cli_cuda_options(const osp_config *c);
+/* device: auto -> CUDA when built with it and a GPU is visible, else CPU; cpu; cuda (or stop).
+ * A CUDA backend is made for GPU gpu (an index among the visible ones) with options cuda (NULL:
+ * the defaults), environment overrides on top (model/cuda/backend.h). */
+const osp_backend *cli_backend(const char *device, int gpu, const osp_cuda_options *cuda);
+/* Frees what cli_backend made (the CUDA instance; the CPU backend is static). */
+void cli_backend_free(const osp_backend *be);
 
 /* The model part of the run config as a wan_config. */
 wan_config cli_wan_config(const osp_config *c);

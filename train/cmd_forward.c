@@ -92,7 +92,8 @@ int cmd_forward(int argc, char **argv) {
     cfg.model.text_len = (int)td[1];
     cli_config_validate(&cfg);
     wan_config wc = cli_wan_config(&cfg);
-    const osp_backend *be = cli_backend(cfg.device);
+    osp_cuda_options cuda = cli_cuda_options(&cfg);
+    const osp_backend *be = cli_backend(cfg.device, 0, &cuda);
     wan_model *m = wan_init(&wc, be);
     if (wan_load(m, NULL, st, true, false, NULL, err, sizeof err)) osp_die("%s", err);
     st_close(st);
@@ -160,6 +161,7 @@ int cmd_forward(int argc, char **argv) {
     be->free(d_text);
     be->free(d_out);
     wan_free(m);
+    cli_backend_free(be);
     free(lat);
     free(ts);
     free(text);

@@ -175,7 +175,8 @@ int cmd_sample(int argc, char **argv) {
         }
     }
     cli_config_validate(&cfg);
-    const osp_backend *be = cli_backend(cfg.device);
+    osp_cuda_options cuda = cli_cuda_options(&cfg);
+    const osp_backend *be = cli_backend(cfg.device, 0, &cuda);
     wan_config wc = cli_wan_config(&cfg);
     wan_model *m = wan_init(&wc, be);
     if (wan_load(m, NULL, st, true, false, NULL, err, sizeof err)) osp_die("%s", err);
@@ -270,5 +271,6 @@ int cmd_sample(int argc, char **argv) {
     free(all), free(prompts), free(sets);
     be->free(d_x), be->free(d_v), be->free(d_text);
     wan_free(m);
+    cli_backend_free(be);
     return 0;
 }

@@ -160,10 +160,10 @@ int cmd_train(int argc, char **argv) {
     osp_config *c = &t->cfg;
     const osp_train_cfg *tc = &c->train;
     char err[1024], path[4200];
-    t->be = cli_backend(c->device);
-    /* read per call by the CUDA attention (model/cuda/cudnn.cu): keep the backward on
-     * osp's deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
-    if (tc->deterministic) setenv("OSP_DETERMINISTIC", "1", 1);
+    /* the CUDA options carry train.deterministic: the attention backward stays on osp's
+     * deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
+    osp_cuda_options cuda = cli_cuda_options(c);
+    t->be = cli_backend(c->device, 0, &cuda);
     if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);
     printf("osp train — config %s, backend %s\n", c->source[0] ? c->source : "(built-in defaults)", t->be->name);
     config_print(c, stdout);
@@ -286,6 +286,7 @@ int cmd_train(int argc, char **argv) {
            (long long)step, osp_now() - t_start, last_loss, last_val, c->run_dir);
     adamw_free(&t->opt);
     wan_free(t->m);
+    cli_backend_free(t->be);
     dataset_close(t->train);
     if (t->val) dataset_close(t->val);
     return 0;

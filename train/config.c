@@ -59,6 +59,12 @@ static const cfg_key KEYS[] = {
     K_INT("seed", seed, "0", NULL, "seed of parameter init, data order and noise"),
     K_STR("run_dir", run_dir, "runs/demo", "directory for checkpoints, logs and samples"),
 
+    K_ENUM("cuda.gemm", cuda.gemm, "bf16|fast16bf|tf32|fp32", "bf16",
+           "CUDA GEMM precision: bf16 operands (fp32 accumulation), or fp32 ones as fast16bf/tf32/fp32 compute"),
+    K_ENUM("cuda.attention", cuda.attention, "auto|cudnn|osp", "auto",
+           "CUDA attention: cuDNN where it serves (auto), cuDNN or stop (cudnn), osp's kernels (osp)"),
+    K_BOOL("cuda.act16", cuda.act16, "true", "CUDA: store GEMM/attention-only activations bf16 (with cuda.gemm bf16)"),
+
     K_INT("model.dim", model.dim, "64", ">0", "hidden size d"),
     K_INT("model.ffn_dim", model.ffn_dim, "256", ">0", "FFN inner size"),
     K_INT("model.num_heads", model.num_heads, "2", ">=0", "attention heads (0 = dim/128, at least 1)"),

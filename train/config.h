@@ -64,10 +64,18 @@ typedef struct {
     int num_frames, height, width;             /* latent/pixel grid of generated samples */
 } osp_sample_cfg;
 
+/* options of the CUDA backend instance (model/cuda/backend.h; environment variables override) */
+typedef struct {
+    char gemm[16];                             /* bf16 | fast16bf | tf32 | fp32 */
+    char attention[16];                        /* auto | cudnn | osp */
+    bool act16;                                /* bf16 storage of GEMM/attention-only activations */
+} osp_cuda_cfg;
+
 typedef struct {
     char device[16];                           /* auto | cpu | cuda */
     int seed;
     char run_dir[OSP_CFG_STR];
+    osp_cuda_cfg cuda;
     osp_model_cfg model;
     osp_quant_cfg quant;
     osp_data_cfg data;

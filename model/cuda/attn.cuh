@@ -9,14 +9,8 @@
  * [rows][D + 8] bf16: the 16-byte pad puts the eight row addresses of every ldmatrix in
  * distinct bank groups (row stride 17, 9 or 5 chunks of 16 bytes).
  *
- * Variant knobs for head dim 128 (read per call, for benchmarking; the default 'b' of each is
- * the measured best on an H200, see notes/cuda.md):
- *   OSP_ATTN_FWD = b  4 warps x 32 rows, 64-key tiles (default)
- *                  a  8 warps x 16 rows, 64-key tiles, Q in registers
- *                  c  4 warps x 32 rows, 32-key tiles
- *                  g  as a, software-pipelined (S_{j+1} overlaps the exponentials of S_j)
- *   OSP_ATTN_KV  = b  dK/dV with 4 warps (64 keys) per block (default);  a  8 warps (128 keys)
- *   OSP_ATTN_DQ  = b  dQ with 4 warps x 32 rows, 32-key tiles (default);  a  8 warps x 16 rows, 64-key tiles
+ * The kernels themselves: model/cuda/attn_fwd.cuh, model/cuda/attn_bwd.cuh. Other tile shapes for
+ * head dim 128 (measured, not used) are experiments in dev/cuda/, outside the library.
  */
 #ifndef OSP_CUDA_ATTN_CUH
 #define OSP_CUDA_ATTN_CUH
@@ -87,7 +81,5 @@ int attn_pad_dim(int d);
 /* src fp32 [R, N, H*d] -> dst bf16 [R, H, N, Dp], zeros in columns d..Dp */
 void attn_convert(bf16 *dst, const float *src, int64_t R, int64_t N, int H, int d, int Dp);
 void attn_convert16(bf16 *dst, const bf16 *src, int64_t R, int64_t N, int H, int d, int Dp); /* bf16 source */
-/* the letter of an OSP_ATTN_* knob, or def */
-char attn_knob(const char *name, char def);
 
 #endif

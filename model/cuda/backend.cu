@@ -3,6 +3,8 @@
  * gathers, losses, reductions and the optimizer, plus the osp_backend table that also points
  * at the GEMMs (model/cuda/gemm.cu), norms (model/cuda/norm.cu) and attention (model/cuda/attn_fwd.cu).
  * Every op is the twin of the one in model/cpu/backend.c; tests/test_ops_gpu.c compares them.
+ * Also the instance calls of model/cuda/backend.h (init binds the process's one instance, free
+ * releases what it owns).
  *
  * Reductions that return a number to the host (mse, sumsq, absmax, count_nonfinite) are
  * deterministic: a fixed grid (a function of n only) of block partials in double, summed
@@ -14,10 +16,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "model/cuda/cudnn.h"
 #include "quant/hif8_cuda.cuh"
 
-cudaStream_t osp_cuda_stream;
-int osp_cuda_num_sms;
+osp_cuda_instance *osp_cuda_inst;
 
 /* ------------------------------------------------------------------ errors */
 
@@ -45,17 +47,9 @@ const char *cublasLt_status_name(cublasStatus_t s) {
     }
 }
 
-static int sync_each_launch = -1;
-
 void osp_cuda_launch_check(const char *file, int line) {
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) {
-        if (sync_each_launch < 0) {
-            const char *s = getenv("OSP_CUDA_SYNC");
-            sync_each_launch = s && *s && strcmp(s, "0") != 0;
-        }
-        if (sync_each_launch) e = cudaStreamSynchronize(osp_cuda_stream);
-    }
+    if (e == cudaSuccess && osp_cuda_inst->opt.sync_each_launch) e = cudaStreamSynchronize(osp_cuda_inst->stream);
     if (e != cudaSuccess) {
         fprintf(stderr, "osp: error: CUDA kernel launch failed at %s:%d: %s (hint: %s)\n", file, line, cudaGetErrorString(e),
                 osp_cuda_hint(e));
@@ -65,17 +59,15 @@ void osp_cuda_launch_check(const char *file, int line) {
 
 /* ------------------------------------------------------------------ memory */
 
-static void *scratch_ptr[SCRATCH_NSLOTS];
-static size_t scratch_size[SCRATCH_NSLOTS];
-
 void *osp_cuda_scratch(int slot, size_t bytes) {
-    if (bytes > scratch_size[slot]) {
-        if (scratch_ptr[slot]) CUDA_CHECK(cudaFree(scratch_ptr[slot])); /* cudaFree waits for users */
-        size_t sz = bytes + bytes / 4;                                   /* headroom: fewer regrowths */
-        CUDA_CHECK(cudaMalloc(&scratch_ptr[slot], sz));
-        scratch_size[slot] = sz;
+    osp_cuda_instance *in = osp_cuda_inst;
+    if (bytes > in->scratch_size[slot]) {
+        if (in->scratch_ptr[slot]) CUDA_CHECK(cudaFree(in->scratch_ptr[slot])); /* cudaFree waits for users */
+        size_t sz = bytes + bytes / 4;                                           /* headroom: fewer regrowths */
+        CUDA_CHECK(cudaMalloc(&in->scratch_ptr[slot], sz));
+        in->scratch_size[slot] = sz;
     }
-    return scratch_ptr[slot];
+    return in->scratch_ptr[slot];
 }
 
 static void *cu_alloc(size_t bytes) {
@@ -89,7 +81,7 @@ static void *cu_alloc(size_t bytes) {
                 cudaGetErrorString(e), fr >> 20, tot >> 20, osp_cuda_hint(e));
         osp_exit(1);
     }
-    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, osp_cuda_stream));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, osp_cuda_inst->stream));
     return p;
 }
 
@@ -99,26 +91,26 @@ static void cu_free(void *p) {
 
 static void cu_upload(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, osp_cuda_stream));
-    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); /* the host buffer may be reused at once */
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, osp_cuda_inst->stream));
+    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream)); /* the host buffer may be reused at once */
 }
 
 static void cu_download(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, osp_cuda_stream));
-    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, osp_cuda_inst->stream));
+    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream));
 }
 
 static void cu_copy(void *dst, const void *src, size_t bytes) {
     if (!bytes || dst == src) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, osp_cuda_stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, osp_cuda_inst->stream));
 }
 
 static void cu_zero(void *dst, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, osp_cuda_stream));
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, osp_cuda_inst->stream));
 }
 
-static void cu_sync(void) { CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); }
+static void cu_sync(void) { CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream)); }
 
 /* ------------------------------------------------------------------ elementwise */
 
@@ -127,7 +119,7 @@ static void cu_sync(void) { CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); 
 #define EW_LAUNCH(kernel, n, ...)                                                                  \
     do {                                                                                           \
         if ((n) > 0) {                                                                             \
-            kernel<<<osp_cuda_blocks((n), 256), 256, 0, osp_cuda_stream>>>(__VA_ARGS__);           \
+            kernel<<<osp_cuda_blocks((n), 256), 256, 0, osp_cuda_inst->stream>>>(__VA_ARGS__);     \
             CUDA_LAUNCH_CHECK();                                                                   \
         }                                                                                          \
     } while (0)
@@ -367,9 +359,9 @@ static double host_reduce(int op, const float *x, const float *t, float *dpred, 
     int nb = (int)((n + RED_THREADS * 4 - 1) / (RED_THREADS * 4)); /* depends on n only: deterministic */
     if (nb > RED_MAX_BLOCKS) nb = RED_MAX_BLOCKS;
     double *part = (double *)osp_cuda_scratch(SCRATCH_REDUCE2, sizeof(double) * (RED_MAX_BLOCKS + 1));
-    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_stream>>>(part + 1, op, x, t, dpred, n, gscale);
+    hred_partial_kernel<<<nb, RED_THREADS, 0, osp_cuda_inst->stream>>>(part + 1, op, x, t, dpred, n, gscale);
     CUDA_LAUNCH_CHECK();
-    hred_final_kernel<<<1, RED_THREADS, 0, osp_cuda_stream>>>(part, part + 1, nb, op);
+    hred_final_kernel<<<1, RED_THREADS, 0, osp_cuda_inst->stream>>>(part, part + 1, nb, op);
     CUDA_LAUNCH_CHECK();
     double r = 0;
     cu_download(&r, part, sizeof r);
@@ -396,11 +388,10 @@ static int64_t cu_count_nonfinite(const float *x, int64_t n) {
  * on, the unaligned head and the tail one by one; each block folds into amax_state[0] with
  * atomicMax and the last block to finish (a ticket in amax_state[1], as in CUDA's
  * threadFenceReduction sample) writes the result, amax or hif8_scale_current_dev(amax), and
- * resets the state for the next call. The state is shared by every call: they run in order on
- * osp_cuda_stream. bf16 lanes are folded two per word by __vmaxu2 on their 15 magnitude bits,
- * which are the top half of the fp32 magnitude bits. */
+ * resets the state for the next call. The state (the instance's amax_state) is shared by every
+ * call: they run in order on the instance's stream. bf16 lanes are folded two per word by
+ * __vmaxu2 on their 15 magnitude bits, which are the top half of the fp32 magnitude bits. */
 #define AMAX_THREADS 256
-static unsigned *amax_state; /* [0] max bits, [1] ticket, [2] a float result for absmax16 */
 
 __device__ __forceinline__ uint32_t amax_fold(uint32_t m, uint32_t w, const float *) {
     return max(m, w & 0x7FFFFFFFu);
@@ -459,8 +450,9 @@ __global__ void amax_kernel(float *out, unsigned *state, const T *x, int64_t n, 
 }
 
 static unsigned *amax_state_get(void) {
-    if (!amax_state) amax_state = (unsigned *)cu_alloc(4 * sizeof(unsigned)); /* zeroed, in stream order */
-    return amax_state;
+    osp_cuda_instance *in = osp_cuda_inst;
+    if (!in->amax_state) in->amax_state = (unsigned *)cu_alloc(4 * sizeof(unsigned)); /* zeroed, in stream order */
+    return in->amax_state;
 }
 
 template <typename T, bool SCALE>
@@ -470,10 +462,10 @@ static void amax_launch(float *out, const T *x, int64_t n, float target) {
     int64_t head = (int64_t)((16 - (uintptr_t)x % 16) % 16 / sizeof(T)); /* elements before a 16-byte boundary */
     if (head > n) head = n;
     int64_t nv = (n - head) / (16 / (int64_t)sizeof(T));
-    int64_t nb = (nv + 4 * AMAX_THREADS - 1) / (4 * AMAX_THREADS), cap = 8 * (int64_t)osp_cuda_num_sms;
+    int64_t nb = (nv + 4 * AMAX_THREADS - 1) / (4 * AMAX_THREADS), cap = 8 * (int64_t)osp_cuda_inst->num_sms;
     if (nb > cap) nb = cap;
     if (nb < 1) nb = 1; /* n = 0 still writes its result */
-    amax_kernel<T, SCALE><<<(unsigned)nb, AMAX_THREADS, 0, osp_cuda_stream>>>(out, state, x, n, head, target);
+    amax_kernel<T, SCALE><<<(unsigned)nb, AMAX_THREADS, 0, osp_cuda_inst->stream>>>(out, state, x, n, head, target);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -525,8 +517,6 @@ static void cu_hif8_fq(float *y, const float *x, int64_t n, float s, bool satura
 }
 
 /* ------------------------------------------------------------------ the table */
-
-static osp_backend cuda_backend;
 
 static void cuda_backend_fill(osp_backend *b) {
     b->name = "cuda";
@@ -594,25 +584,69 @@ static void cuda_backend_fill(osp_backend *b) {
     b->attn16_bwd = cuda_attn16_bwd;
 }
 
-/* NULL when no GPU is visible (the caller falls back to the CPU). The first call picks
- * device 0, creates the stream and the cuBLASLt handle. */
-extern "C" const osp_backend *osp_backend_cuda(void) {
-    static int state = 0; /* 0 untried, 1 ready, -1 no device */
-    if (state == 1) return &cuda_backend;
-    if (state == -1) return NULL;
+/* ------------------------------------------------------------------ the instance */
+
+extern "C" const osp_backend *osp_backend_cuda_init(int device, const osp_cuda_options *o) {
+    if (osp_cuda_inst)
+        osp_die("CUDA backend for device %d requested while the instance of device %d is live (one per process: "
+                "osp_backend_cuda_free it first)",
+                device, osp_cuda_inst->device);
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n <= 0) {
         cudaGetLastError(); /* clear the sticky "no device" error */
-        state = -1;
         return NULL;
     }
-    CUDA_CHECK(cudaSetDevice(0));
+    if (device < 0 || device >= n)
+        osp_die("CUDA device %d requested but %d visible (devices 0..%d; hint: check CUDA_VISIBLE_DEVICES)", device, n,
+                n - 1);
+    osp_cuda_options opt = o ? *o : osp_cuda_options_default();
+    char err[640];
+    if (osp_cuda_options_env(&opt, err, sizeof err)) osp_die("%s", err);
+    OSP_CHECK(osp_cuda_gemm_name(opt.gemm)[0] != '?' && osp_cuda_attn_name(opt.attn)[0] != '?',
+              "CUDA options: gemm / attn out of range");
+    osp_cuda_instance *in = (osp_cuda_instance *)osp_calloc(1, sizeof *in);
+    in->opt = opt;
+    in->device = device;
+    CUDA_CHECK(cudaSetDevice(device));
     /* a blocking stream: work that other code issues on the legacy default stream (plain
      * cudaMemcpy, say) stays ordered with the backend's kernels */
-    CUDA_CHECK(cudaStreamCreate(&osp_cuda_stream));
-    CUDA_CHECK(cudaDeviceGetAttribute(&osp_cuda_num_sms, cudaDevAttrMultiProcessorCount, 0));
-    cuda_gemm_init();
-    cuda_backend_fill(&cuda_backend);
-    state = 1;
-    return &cuda_backend;
+    CUDA_CHECK(cudaStreamCreate(&in->stream));
+    CUDA_CHECK(cudaDeviceGetAttribute(&in->num_sms, cudaDevAttrMultiProcessorCount, device));
+    osp_cuda_inst = in;
+    cuda_gemm_init(in);
+    cuda_backend_fill(&in->table);
+    return &in->table;
+}
+
+/* the live instance when be is it, else NULL */
+static osp_cuda_instance *instance_of(const osp_backend *be) {
+    return be && osp_cuda_inst && be == &osp_cuda_inst->table ? osp_cuda_inst : NULL;
+}
+
+extern "C" void osp_backend_cuda_free(const osp_backend *be) {
+    osp_cuda_instance *in = instance_of(be);
+    if (!in) return;
+    CUDA_CHECK(cudaStreamSynchronize(in->stream)); /* nothing of ours in flight */
+    attn_cudnn_free();
+    cuda_gemm_free(in);
+    for (int i = 0; i < SCRATCH_NSLOTS; i++)
+        if (in->scratch_ptr[i]) CUDA_CHECK(cudaFree(in->scratch_ptr[i]));
+    if (in->amax_state) CUDA_CHECK(cudaFree(in->amax_state));
+    if (in->cdn_flag) CUDA_CHECK(cudaFree(in->cdn_flag));
+    CUDA_CHECK(cudaStreamDestroy(in->stream));
+    osp_cuda_inst = NULL;
+    free(in);
+}
+
+extern "C" const osp_cuda_options *osp_backend_cuda_options(const osp_backend *be) {
+    osp_cuda_instance *in = instance_of(be);
+    return in ? &in->opt : NULL;
+}
+
+extern "C" void osp_backend_cuda_set_options(const osp_backend *be, const osp_cuda_options *o) {
+    osp_cuda_instance *in = instance_of(be);
+    OSP_CHECK(in && o, "osp_backend_cuda_set_options: not the live CUDA instance");
+    OSP_CHECK(osp_cuda_gemm_name(o->gemm)[0] != '?' && osp_cuda_attn_name(o->attn)[0] != '?',
+              "CUDA options: gemm / attn out of range");
+    in->opt = *o;
 }

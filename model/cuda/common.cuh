@@ -1,12 +1,14 @@
 /*
  * model/cuda/common.cuh — what every CUDA source of the osp backend shares: the checked-call
- * macros (file:line plus a hint), the one stream all kernels run on, grow-only scratch
- * buffers, launch-size helpers and the prototypes of the op groups that live in the other
- * .cu files (model/cuda/gemm.cu, model/cuda/norm.cu, model/cuda/attn_fwd.cu). model/cuda/backend.cu assembles the table.
+ * macros (file:line plus a hint), the backend instance (stream, scratch buffers, options and the
+ * per-source state of model/cuda/gemm.cu and model/cuda/cudnn.cu), launch-size helpers and the
+ * prototypes of the op groups that live in the other .cu files (model/cuda/gemm.cu,
+ * model/cuda/norm.cu, model/cuda/attn_fwd.cu). model/cuda/backend.cu assembles the table.
  *
  * Conventions: every pointer handed to an op is device memory (tensors, index tables,
- * positions, masks alike); launches are asynchronous on osp_cuda_stream; ops that return a
- * host value (mse, sumsq, absmax, count_nonfinite) synchronize that stream.
+ * positions, masks alike); launches are asynchronous on the bound instance's stream
+ * (osp_cuda_inst->stream); ops that return a host value (mse, sumsq, absmax, count_nonfinite)
+ * synchronize that stream. Why one bound instance: model/cuda/backend.h.
  */
 #ifndef OSP_CUDA_COMMON_CUH
 #define OSP_CUDA_COMMON_CUH
@@ -20,6 +22,7 @@
 
 extern "C" {
 #include "core/common.h"
+#include "model/cuda/backend.h"
 #include "model/ops.h"
 }
 
@@ -48,19 +51,16 @@ extern "C" {
     } while (0)
 
 /* After every launch: catches bad launch configurations at the launch site. Asynchronous
- * faults surface at the next synchronizing call; set OSP_CUDA_SYNC=1 to find them here. */
+ * faults surface at the next synchronizing call; the option sync_each_launch (OSP_CUDA_SYNC=1)
+ * finds them here. */
 #define CUDA_LAUNCH_CHECK() osp_cuda_launch_check(__FILE__, __LINE__)
 
 const char *osp_cuda_hint(cudaError_t e);
 const char *cublasLt_status_name(cublasStatus_t s);
 void osp_cuda_launch_check(const char *file, int line);
 
-/* the backend's one stream; created by osp_backend_cuda() */
-extern cudaStream_t osp_cuda_stream;
-extern int osp_cuda_num_sms;
-
 /* Grow-only device scratch, one buffer per slot; contents are not preserved when it grows.
- * Safe to reuse between ops because everything runs in order on osp_cuda_stream.
+ * Safe to reuse between ops because everything runs in order on the instance's stream.
  * SCRATCH_CUDNN_WS: cuDNN attention workspace and its fp32 intermediates (model/cuda/cudnn.cu).
  * SCRATCH_GEMM_*: the bf16 operands of one linear_fwd / linear_bwd call (model/cuda/gemm.cu). */
 enum {
@@ -76,6 +76,27 @@ enum {
     SCRATCH_ATTN_O, /* fp32 attention output of osp's kernels before it is stored bf16 */
     SCRATCH_NSLOTS
 };
+
+struct cuda_gemm_state; /* model/cuda/gemm.cu: cuBLASLt handle, workspace, plan cache */
+struct cdn_state;       /* model/cuda/cudnn.cu: cuDNN handle, graph cache, counters */
+
+/* One CUDA backend instance (model/cuda/backend.h): everything the ops keep between calls. */
+typedef struct osp_cuda_instance {
+    osp_backend table;    /* first member: the osp_backend * handed out is the instance's address */
+    osp_cuda_options opt; /* in effect: the caller's, then the environment's overrides */
+    int device, num_sms;
+    cudaStream_t stream;  /* a blocking stream: legacy-default-stream work stays ordered with it */
+    void *scratch_ptr[SCRATCH_NSLOTS];
+    size_t scratch_size[SCRATCH_NSLOTS];
+    unsigned *amax_state; /* HiF8 amax: [0] max bits, [1] ticket, [2] absmax16's result */
+    int *cdn_flag;        /* one device int of model/cuda/cudnn_conv.cu */
+    struct cuda_gemm_state *gemm;
+    struct cdn_state *cdn; /* created on the first cuDNN call */
+} osp_cuda_instance;
+
+/* the instance of this process, set by osp_backend_cuda_init, NULL after osp_backend_cuda_free */
+extern osp_cuda_instance *osp_cuda_inst;
+
 void *osp_cuda_scratch(int slot, size_t bytes);
 
 static inline unsigned osp_cuda_blocks(int64_t work, int threads) {
@@ -116,8 +137,9 @@ __device__ __forceinline__ float gelu_tanh_dev(float v) {
 
 /* ---- op groups implemented in the other sources (host launchers) ---- */
 
-/* model/cuda/gemm.cu */
-void cuda_gemm_init(void);
+/* model/cuda/gemm.cu: the instance's cuBLASLt handle, workspace and plan cache */
+void cuda_gemm_init(osp_cuda_instance *in);
+void cuda_gemm_free(osp_cuda_instance *in);
 /* dst = bf16(src), round to nearest even */
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n);
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);
@@ -150,7 +172,7 @@ void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const
                             int I, int O);
 void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
                                const float *dsw, const float *b, int64_t N, int I, int O, bool saturate);
-int cuda_act16_enabled(void); /* OSP_CUDA_GEMM is bf16 (the default) and OSP_ACT16 is not 0 */
+int cuda_act16_enabled(void); /* options: gemm bf16 (the default) and act16 on */
 /* d[0..n) = a, b, c (n <= 3) in stream order, no sync: host-computed scales put where kernels read them */
 void cuda_put_floats(float *d, int n, float a, float b, float c);
 

@@ -40,22 +40,26 @@
  * Engine configs come from heuristics mode A; the first config that finalizes into an execution
  * plan is kept. dQ/dK/dV come back bf16 and are added to the caller's fp32 buffers (the backward
  * contract accumulates). cuDNN's backward accumulates dQ with atomics: unlike osp's own backward
- * its dQ is not bit-reproducible run to run (dK, dV are; OSP_ATTN_IMPL=osp restores all three).
+ * its dQ is not bit-reproducible run to run (dK, dV are; attn osp restores all three).
  *
- * Knobs (read per call):
- *   OSP_ATTN_IMPL     = auto   (default) cuDNN where it serves the call, osp's kernels otherwise
- *                     | cudnn  stop with a message when cuDNN declines a call it should serve
- *                     | osp    never cuDNN
- *   OSP_CUDNN_LIB     path of the libcudnn.so.9 to load; else "libcudnn.so.9" through the loader
- *                     path, else the pip wheel (nvidia-cudnn-cu13/-cu12: site-packages/nvidia/
- *                     cudnn/lib) of a python next to each $PATH entry, of ~/.local or of /usr.
- *   OSP_CUDNN_PAD     = 0: no padding mask in the forward (every padded key computed, zeroed and
- *                     corrected for, as the backward does), for A/B comparisons; read once
- *   OSP_DETERMINISTIC = 1: the backward runs osp's kernels (bit-reproducible; `osp train` sets it
- *                     for train.deterministic: true), the forward stays on cuDNN
- *   OSP_CUDNN_VERBOSE = 1: print every step (library search, descriptor finalizes, engine-config
- *                     count, the config kept, workspace) and each failure, once, with cuDNN's
- *                     status string and cudnnGetLastErrorString.
+ * Options of the instance (model/cuda/backend.h; read per call; the environment variable that
+ * overrides each at init in brackets):
+ *   attn [OSP_ATTN_IMPL]  auto   (default) cuDNN where it serves the call, osp's kernels otherwise
+ *                       | cudnn  stop with a message when cuDNN declines a call it should serve
+ *                       | osp    never cuDNN
+ *   cudnn_lib [OSP_CUDNN_LIB]  path of the libcudnn.so.9 to load; else "libcudnn.so.9" through the
+ *                       loader path, else the pip wheel (nvidia-cudnn-cu13/-cu12: site-packages/
+ *                       nvidia/cudnn/lib) of a python next to each $PATH entry, of ~/.local or /usr.
+ *   cudnn_pad [OSP_CUDNN_PAD]  off: no padding mask in the forward (every padded key computed,
+ *                       zeroed and corrected for, as the backward does), for A/B comparisons
+ *   deterministic [OSP_DETERMINISTIC]  the backward runs osp's kernels (bit-reproducible; from
+ *                       train.deterministic: true), the forward stays on cuDNN
+ * and a trace, read once: OSP_CUDNN_VERBOSE = 1 prints every step (library search, descriptor
+ * finalizes, engine-config count, the config kept, workspace) and each failure, once, with
+ * cuDNN's status string and cudnnGetLastErrorString.
+ *
+ * State: the library and its functions are the process's (loaded once); the handle, the plan
+ * cache, the latest failure and the call counters belong to the instance (struct cdn_state).
  */
 #include "model/cuda/attn.cuh"
 #include "model/cuda/cudnn.h"
@@ -71,9 +75,10 @@
 
 typedef void *cdn_desc; /* cudnnBackendDescriptor_t */
 
+/* the library, once per process */
 static struct {
     int tried, ok;
-    void *lib, *handle; /* dlopen handle, cudnnHandle_t */
+    void *lib; /* dlopen handle */
     size_t version;
     size_t (*GetVersion)(void);
     const char *(*GetErrorString)(int);
@@ -87,10 +92,29 @@ static struct {
     int (*GetAttribute)(cdn_desc, int, int, int64_t, int64_t *, void *);
     int (*Finalize)(cdn_desc);
     int (*Execute)(void *, cdn_desc, cdn_desc);
-    char why[640];     /* the latest failure, for OSP_ATTN_IMPL=cudnn's message and the test */
+    char why[640]; /* why loading failed */
+} cdn;
+
+/* one cached execution plan (struct cdn_plan, with the plans below) */
+typedef struct cdn_plan cdn_plan;
+#define CDN_MAX_PLANS 32
+
+/* what one instance keeps (osp_cuda_inst->cdn, made on first use) */
+struct cdn_state {
+    int tried, ok;
+    void *handle;      /* cudnnHandle_t, of the instance's device */
+    char why[640];     /* the latest failure, for attn=cudnn's message and the test */
     int64_t calls[2];  /* calls served: forward, backward */
     int64_t calls_pad; /* forward calls served with per-row lengths */
-} cdn;
+    cdn_plan *plans;   /* [CDN_MAX_PLANS] */
+    int nplans, evict;
+};
+
+static cdn_state *cds(void) {
+    osp_cuda_instance *in = osp_cuda_inst;
+    if (!in->cdn) in->cdn = (cdn_state *)osp_calloc(1, sizeof(cdn_state));
+    return in->cdn;
+}
 
 /* Record (and under OSP_CUDNN_VERBOSE print) a failed call: which, status, cuDNN's last error. */
 static void cdn_fail(const char *what, int st) {
@@ -98,15 +122,17 @@ static void cdn_fail(const char *what, int st) {
     if (cdn.GetLastErrorString) cdn.GetLastErrorString(last, sizeof last);
     last[strcspn(last, "\r\n")] = 0;
     const char *s = cdn.GetErrorString ? cdn.GetErrorString(st) : NULL;
-    snprintf(cdn.why, sizeof cdn.why, "%s: %s (%d)%s%s", what, s ? s : "status", st, *last ? " | " : "", last);
-    cdn_note("FAILED %s", cdn.why);
+    char *why = cds()->why;
+    snprintf(why, sizeof cds()->why, "%s: %s (%d)%s%s", what, s ? s : "status", st, *last ? " | " : "", last);
+    cdn_note("FAILED %s", why);
 }
 
-/* Load libcudnn once, resolve the functions, create the handle. 1 when usable. */
-static int cdn_load(void) {
+/* Load libcudnn once per process (path: the first instance's cudnn_lib option, "" = search) and
+ * resolve the functions. 1 when usable, else 0 with the reason in cdn.why. */
+static int cdn_lib_load(const char *path) {
     if (cdn.tried) return cdn.ok;
     cdn.tried = 1;
-    if (!cdn.lib) cdn.lib = cdn_search();
+    if (!cdn.lib) cdn.lib = cdn_search(path);
     if (!cdn.lib) {
         snprintf(cdn.why, sizeof cdn.why, "libcudnn.so.9 not found (set OSP_CUDNN_LIB to its path)");
         cdn_note("%s", cdn.why);
@@ -144,13 +170,26 @@ static int cdn_load(void) {
         cdn_note("%s", cdn.why);
         return 0;
     }
-    int st = cdn.Create(&cdn.handle);
-    if (st) {
-        cdn_fail("cudnnCreate", st);
-        cdn.handle = NULL;
+    cdn.ok = 1;
+    return 1;
+}
+
+/* The library, then the instance's handle (created once per instance). 1 when usable. */
+static int cdn_load(void) {
+    cdn_state *s = cds();
+    if (s->tried) return s->ok;
+    s->tried = 1;
+    if (!cdn_lib_load(osp_cuda_inst->opt.cudnn_lib)) {
+        snprintf(s->why, sizeof s->why, "%s", cdn.why);
         return 0;
     }
-    cdn.ok = 1;
+    int st = cdn.Create(&s->handle);
+    if (st) {
+        cdn_fail("cudnnCreate", st);
+        s->handle = NULL;
+        return 0;
+    }
+    s->ok = 1;
     return 1;
 }
 
@@ -164,7 +203,7 @@ static const char *cdn_graph_name[] = {"none", "SDPA_FWD operation", "composite 
 /* tensor uids; the virtual intermediates of the composite graph count from 100 */
 enum { U_Q = 1, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM, U_DQACC, U_SEQ_Q, U_SEQ_KV };
 
-typedef struct {
+struct cdn_plan {
     int64_t R, Nq, Nk;
     int H, d, dir;
     int pad;        /* forward with per-row sequence lengths (cuDNN's padding mask) */
@@ -173,11 +212,7 @@ typedef struct {
     int64_t ws;     /* its workspace, bytes */
     cdn_desc *keep; /* every descriptor made for it (destroyed with it: the plan refers to them) */
     int nkeep, capkeep;
-} cdn_plan;
-
-#define CDN_MAX_PLANS 32
-static cdn_plan cdn_plans[CDN_MAX_PLANS];
-static int cdn_nplans, cdn_evict;
+};
 
 static void cdn_plan_release(cdn_plan *p) {
     if (p->plan) cdn.DestroyDescriptor(p->plan);
@@ -403,7 +438,7 @@ static void cdn_graph_bwd_composite(cdn_build *b, int64_t R, int64_t Nq, int64_t
 /* Operation graph -> heuristics (mode A) -> the first engine config that finalizes into a plan. */
 static int cb_plan(cdn_build *b) {
     cdn_desc g = cb_new(b, CDN_OPGRAPH, "operation graph");
-    cb_set(b, g, CDN_A_GRAPH_HANDLE, CDN_T_HANDLE, 1, &cdn.handle, "operation graph");
+    cb_set(b, g, CDN_A_GRAPH_HANDLE, CDN_T_HANDLE, 1, &cds()->handle, "operation graph");
     cb_set(b, g, CDN_A_GRAPH_OPS, CDN_T_DESC, b->nops, b->ops, "operation graph");
     cb_fin(b, g, "operation graph");
     const int mode = CDN_HEUR_A;
@@ -420,7 +455,7 @@ static int cb_plan(cdn_build *b) {
     }
     cdn_note("  heuristics offer %lld engine config(s)", (long long)n);
     if (n <= 0) {
-        snprintf(cdn.why, sizeof cdn.why, "heuristics mode A offer no engine config for this graph");
+        snprintf(cds()->why, sizeof cds()->why, "heuristics mode A offer no engine config for this graph");
         return -1;
     }
     cdn_desc cfg[32];
@@ -440,7 +475,7 @@ static int cb_plan(cdn_build *b) {
         }
         char what[64];
         snprintf(what, sizeof what, "execution plan of engine config %lld", (long long)i);
-        if ((st = cdn.SetAttribute(plan, CDN_A_PLAN_HANDLE, CDN_T_HANDLE, 1, &cdn.handle)) ||
+        if ((st = cdn.SetAttribute(plan, CDN_A_PLAN_HANDLE, CDN_T_HANDLE, 1, &cds()->handle)) ||
             (st = cdn.SetAttribute(plan, CDN_A_PLAN_CFG, CDN_T_DESC, 1, &cfg[i])) || (st = cdn.Finalize(plan))) {
             cdn_fail(what, st);
             cdn.DestroyDescriptor(plan);
@@ -469,25 +504,27 @@ static int cb_plan(cdn_build *b) {
 
 /* The cached plan of a shape (built on first use), or NULL when cuDNN declines it. */
 static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H, int d, int pad) {
-    for (int i = 0; i < cdn_nplans; i++) {
-        cdn_plan *p = &cdn_plans[i];
+    cdn_state *s = cds();
+    if (!s->plans) s->plans = (cdn_plan *)osp_calloc(CDN_MAX_PLANS, sizeof(cdn_plan));
+    for (int i = 0; i < s->nplans; i++) {
+        cdn_plan *p = &s->plans[i];
         if (p->dir == dir && p->R == R && p->Nq == Nq && p->Nk == Nk && p->H == H && p->d == d && p->pad == pad)
             return p->graph != G_NONE ? p : NULL;
     }
     cdn_plan *p;
-    if (cdn_nplans < CDN_MAX_PLANS) {
-        p = &cdn_plans[cdn_nplans++];
+    if (s->nplans < CDN_MAX_PLANS) {
+        p = &s->plans[s->nplans++];
     } else { /* full: replace the oldest entry (shapes change rarely in training) */
-        p = &cdn_plans[cdn_evict];
-        cdn_evict = (cdn_evict + 1) % CDN_MAX_PLANS;
-        CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); /* its last execution has finished */
+        p = &s->plans[s->evict];
+        s->evict = (s->evict + 1) % CDN_MAX_PLANS;
+        CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream)); /* its last execution has finished */
         cdn_plan_release(p);
     }
     p->R = R, p->Nq = Nq, p->Nk = Nk, p->H = H, p->d = d, p->dir = dir, p->pad = pad;
     const int graph = dir == CDN_FWD ? (pad ? G_FWD_SDPA_PAD : G_FWD_SDPA) : G_BWD_COMPOSITE;
     if (graph != G_BWD_COMPOSITE && cdn.version < 91300) {
-        snprintf(cdn.why, sizeof cdn.why, "cuDNN %zu has no SDPA_FWD operation (9.13 or later)", cdn.version);
-        cdn_note("%s", cdn.why);
+        snprintf(s->why, sizeof s->why, "cuDNN %zu has no SDPA_FWD operation (9.13 or later)", cdn.version);
+        cdn_note("%s", s->why);
         return NULL; /* p->graph stays G_NONE: declined */
     }
     cdn_note("%s R=%lld Nq=%lld Nk=%lld H=%d d=%d: building the %s", dir == CDN_FWD ? "forward" : "backward",
@@ -501,13 +538,14 @@ static cdn_plan *cdn_plan_get(int dir, int64_t R, int64_t Nq, int64_t Nk, int H,
         p->graph = graph;
         return p;
     }
-    cdn_note("the %s was declined: %s", cdn_graph_name[graph], cdn.why);
+    cdn_note("the %s was declined: %s", cdn_graph_name[graph], s->why);
     return NULL; /* the key stays cached with G_NONE (not retried); its descriptors go at free */
 }
 
 /* One execution: a variant pack per call (the pointers change), on osp's stream. */
 static int cdn_execute(cdn_plan *p, int n, const int64_t *uids, void *const *ptrs, void *ws) {
-    int st = cdn.SetStream(cdn.handle, osp_cuda_stream);
+    void *handle = cds()->handle;
+    int st = cdn.SetStream(handle, osp_cuda_inst->stream);
     if (st) {
         cdn_fail("cudnnSetStream", st);
         return -1;
@@ -524,7 +562,7 @@ static int cdn_execute(cdn_plan *p, int n, const int64_t *uids, void *const *ptr
         cdn.DestroyDescriptor(vp);
         return -1;
     }
-    st = cdn.Execute(cdn.handle, p->plan, vp);
+    st = cdn.Execute(handle, p->plan, vp);
     cdn.DestroyDescriptor(vp);
     if (st) {
         char w[96];
@@ -541,11 +579,8 @@ static size_t cdn_round(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* ------------------------------------------------------------------ entry points */
 
-/* OSP_CUDNN_PAD=0 turns the padding-mask forward off (A/B comparisons) */
-static int cdn_pad_enabled(void) {
-    static int v = -1;
-    return v < 0 ? (v = cdn_env_bool("OSP_CUDNN_PAD", 1)) : v;
-}
+/* the option cudnn_pad off (OSP_CUDNN_PAD=0) turns the padding-mask forward off (A/B comparisons) */
+static int cdn_pad_enabled(void) { return osp_cuda_inst->opt.cudnn_pad; }
 
 /* The shapes cuDNN's flash engines take here; the hooks route only d = 64 and 128. */
 static int cdn_shape_ok(int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
@@ -583,7 +618,7 @@ static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const 
     void *const ptrs[8] = {(void *)qb, (void *)kb, (void *)vb, ob, stats, &scale, len, len};
     if (cdn_execute(p, pad ? 8 : 6, uids, ptrs, p->ws > 0 ? ws : NULL)) return -1;
     if (!direct) CUDA_CHECK(cudaMemcpyAsync(lse, stats, sizeof(float) * (size_t)nst, cudaMemcpyDeviceToDevice,
-                                            osp_cuda_stream));
+                                            osp_cuda_inst->stream));
     if (!kvalid) {
         if (o32) cdn_to_f32(o32, ob, nq);
     } else { /* take the masked keys' share back out (see cdn_to_bf16_masked_kernel) */
@@ -591,13 +626,14 @@ static int cdn_fwd_core(float *o32, bf16 *ob, float *lse, const bf16 *qb, const 
          * ops.h leaves the outputs of padding queries unspecified (finite) */
         cdn_fix_masked(o32, ob, lse, nmask, pad ? len : NULL, Nq == Nk ? kvalid : NULL, d_flag, R, Nq, H, d);
         if (cdn_flag_read(d_flag)) {
-            snprintf(cdn.why, sizeof cdn.why, "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
-            cdn_note("%s", cdn.why);
+            snprintf(cds()->why, sizeof cds()->why,
+                     "masked keys carry over 99%% of a softmax sum: osp's masked kernel");
+            cdn_note("%s", cds()->why);
             return -1;
         }
     }
-    cdn.calls[CDN_FWD]++;
-    cdn.calls_pad += pad;
+    cds()->calls[CDN_FWD]++;
+    cds()->calls_pad += pad;
     return 0;
 }
 
@@ -649,9 +685,9 @@ static int cdn_bwd_core(float *dq, float *dk, float *dv, bf16 *dqb, bf16 *dkb, b
     float *sum = (float *)(ws + wsb), *acc = (float *)(ws + wsb + sumb);
     float *stats = direct ? (float *)lse : (float *)(ws + wsb + sumb + accb);
     if (!direct) CUDA_CHECK(cudaMemcpyAsync(stats, lse, sizeof(float) * (size_t)nst, cudaMemcpyDeviceToDevice,
-                                            osp_cuda_stream));
+                                            osp_cuda_inst->stream));
     /* cuDNN < 9.6 expected the caller to zero dQ_accum (cudnn-frontend did so); later ones do it */
-    if (cdn.version < 90600) CUDA_CHECK(cudaMemsetAsync(acc, 0, accb, osp_cuda_stream));
+    if (cdn.version < 90600) CUDA_CHECK(cudaMemsetAsync(acc, 0, accb, osp_cuda_inst->stream));
     float scale = 1.0f / sqrtf((float)d), one = 1.0f;
     const int64_t uids[13] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_DQ, U_DK, U_DV, U_ONE, U_SUM, U_DQACC};
     void *const ptrs[13] = {(void *)qb, (void *)kb, (void *)vb, (void *)ob, (void *)dob, stats, &scale,
@@ -660,7 +696,7 @@ static int cdn_bwd_core(float *dq, float *dk, float *dv, bf16 *dqb, bf16 *dkb, b
     cdn_add(dq, dqb, nq);
     cdn_add_masked(dk, dkb, kvalid, (int64_t)H * d, nk); /* a masked key's gradient is 0 */
     cdn_add_masked(dv, dvb, kvalid, (int64_t)H * d, nk);
-    cdn.calls[CDN_BWD]++;
+    cds()->calls[CDN_BWD]++;
     return 0;
 }
 
@@ -696,42 +732,40 @@ extern "C" int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *do
                         (const bf16 *)v, kvalid, R, Nq, Nk, H, d);
 }
 
-/* OSP_ATTN_IMPL: 0 osp, 1 auto, 2 cudnn */
-static int cdn_mode(void) {
-    const char *e = getenv("OSP_ATTN_IMPL");
-    if (!e || !*e || !strcmp(e, "auto")) return 1;
-    if (!strcmp(e, "cudnn")) return 2;
-    if (!strcmp(e, "osp")) return 0;
-    osp_die("OSP_ATTN_IMPL=%s: expected auto, cudnn or osp", e);
-}
+extern "C" int attn_cudnn_enabled(void) { return osp_cuda_inst->opt.attn != OSP_CUDA_ATTN_OSP; }
 
-extern "C" int attn_cudnn_enabled(void) { return cdn_mode() != 0; }
-
-/* The backward too, unless OSP_DETERMINISTIC=1 (set by `osp train` for train.deterministic):
- * cuDNN's dQ is accumulated with atomics, so bit-exact resume needs osp's own backward. The
- * forward has no atomics and stays on cuDNN; its lse means what osp's backward expects. */
-extern "C" int attn_cudnn_bwd_enabled(void) { return attn_cudnn_enabled() && !cdn_env_bool("OSP_DETERMINISTIC", 0); }
+/* The backward too, unless the option deterministic is on (train.deterministic): cuDNN's dQ is
+ * accumulated with atomics, so bit-exact resume needs osp's own backward. The forward has no
+ * atomics and stays on cuDNN; its lse means what osp's backward expects. */
+extern "C" int attn_cudnn_bwd_enabled(void) { return attn_cudnn_enabled() && !osp_cuda_inst->opt.deterministic; }
 
 extern "C" void attn_cudnn_declined(const char *what, int64_t R, int64_t Nq, int64_t Nk, int H, int d) {
-    if (cdn_mode() != 2) return;
-    osp_die("attention %s R=%lld Nq=%lld Nk=%lld H=%d d=%d: OSP_ATTN_IMPL=cudnn but cuDNN did not serve it: %s "
-            "(OSP_CUDNN_VERBOSE=1 prints every step; OSP_ATTN_IMPL=auto falls back to osp's kernels)",
-            what, (long long)R, (long long)Nq, (long long)Nk, H, d, cdn.why[0] ? cdn.why : "unknown reason");
+    if (osp_cuda_inst->opt.attn != OSP_CUDA_ATTN_CUDNN) return;
+    const char *why = cds()->why;
+    osp_die("attention %s R=%lld Nq=%lld Nk=%lld H=%d d=%d: attention implementation cudnn (cuda.attention / "
+            "OSP_ATTN_IMPL) but cuDNN did not serve it: %s (OSP_CUDNN_VERBOSE=1 prints every step; auto falls back "
+            "to osp's kernels)",
+            what, (long long)R, (long long)Nq, (long long)Nk, H, d, why[0] ? why : "unknown reason");
 }
 
-extern "C" int attn_cudnn_available(void) { return cdn_load(); }
+/* The hooks below answer without an instance too (bench on the CPU of a CUDA build): nothing
+ * loaded, nothing served. */
+extern "C" int attn_cudnn_available(void) { return osp_cuda_inst ? cdn_load() : 0; }
 
-extern "C" const char *attn_cudnn_status(void) { return cdn.why; }
+extern "C" const char *attn_cudnn_status(void) { return osp_cuda_inst ? cds()->why : ""; }
 
-extern "C" int64_t attn_cudnn_calls(int bwd) { return cdn.calls[bwd ? CDN_BWD : CDN_FWD]; }
+extern "C" int64_t attn_cudnn_calls(int bwd) { return osp_cuda_inst ? cds()->calls[bwd ? CDN_BWD : CDN_FWD] : 0; }
 
-extern "C" int64_t attn_cudnn_calls_padded(void) { return cdn.calls_pad; }
+extern "C" int64_t attn_cudnn_calls_padded(void) { return osp_cuda_inst ? cds()->calls_pad : 0; }
 
 extern "C" void attn_cudnn_free(void) {
-    if (cdn.ok) CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream)); /* no plan in flight */
-    for (int i = 0; i < cdn_nplans; i++) cdn_plan_release(&cdn_plans[i]);
-    cdn_nplans = cdn_evict = 0;
-    if (cdn.handle) cdn.Destroy(cdn.handle);
-    cdn.handle = NULL;
-    cdn.tried = cdn.ok = 0; /* the library stays loaded; a later call creates a new handle */
+    osp_cuda_instance *in = osp_cuda_inst;
+    cdn_state *s = in ? in->cdn : NULL;
+    if (!s) return;
+    if (s->ok) CUDA_CHECK(cudaStreamSynchronize(in->stream)); /* no plan in flight */
+    for (int i = 0; i < s->nplans; i++) cdn_plan_release(&s->plans[i]);
+    if (s->handle) cdn.Destroy(s->handle);
+    free(s->plans);
+    free(s);
+    in->cdn = NULL; /* the library stays loaded; a later call makes a new handle */
 }

@@ -29,9 +29,11 @@ int attn_cudnn_fwd16(uint16_t *o, float *lse, const uint16_t *q, uint16_t *k, ui
 int attn_cudnn_bwd16(float *dq, float *dk, float *dv, const float *dout, const uint16_t *o, const float *lse,
                      const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint8_t *kvalid, int64_t R,
                      int64_t Nq, int64_t Nk, int H, int d);
-int attn_cudnn_enabled(void);     /* OSP_ATTN_IMPL is not "osp" */
-int attn_cudnn_bwd_enabled(void); /* ... and OSP_DETERMINISTIC is not set */
-/* after a declined call: stops with the reason under OSP_ATTN_IMPL=cudnn, else nothing */
+/* These act for the live instance (model/cuda/backend.h); the status and counters below answer
+ * 0 / "" when there is none. */
+int attn_cudnn_enabled(void);     /* the option attn is not osp */
+int attn_cudnn_bwd_enabled(void); /* ... and the option deterministic is off */
+/* after a declined call: stops with the reason when attn is cudnn, else nothing */
 void attn_cudnn_declined(const char *what, int64_t R, int64_t Nq, int64_t Nk, int H, int d);
 int attn_cudnn_available(void);       /* 1 when libcudnn loaded */
 const char *attn_cudnn_status(void);  /* the latest failure, "" if none */
@@ -40,7 +42,7 @@ int64_t attn_cudnn_calls(int bwd);    /* calls served so far (forward, backward)
  * cuDNN without sequence lengths on its SDPA_FWD operation (9.14 has none, 9.19 has them) serves
  * those calls without, computing and correcting for the padding instead */
 int64_t attn_cudnn_calls_padded(void);
-void attn_cudnn_free(void);           /* plans, handle, library */
+void attn_cudnn_free(void);           /* the instance's plans and handle (the library stays loaded) */
 
 #ifdef __cplusplus
 }

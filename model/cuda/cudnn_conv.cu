@@ -21,12 +21,12 @@ static __global__ void cdn_add_kernel(float *dst, const bf16 *src, int64_t n) {
 }
 
 void cdn_to_f32(float *dst, const bf16 *src, int64_t n) {
-    cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
+    cdn_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_inst->stream>>>(dst, src, n);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_add(float *dst, const bf16 *src, int64_t n) {
     if (!dst) return;
-    cdn_add_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, n);
+    cdn_add_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_inst->stream>>>(dst, src, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -135,38 +135,39 @@ static __global__ void cdn_fix_lse_kernel(float *lse, const float *nmask, const 
 
 void cdn_to_bf16_masked(bf16 *dst, const float *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!kvalid) return cuda_to_bf16(dst, src, n);
-    cdn_to_bf16_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
+    cdn_to_bf16_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_inst->stream>>>(dst, src, kvalid, HD, n);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_zero_masked(uint16_t *x, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!kvalid || n <= 0) return;
     const int64_t rows = n / HD;
-    cdn_zero_masked_kernel<<<osp_cuda_blocks(32 * rows, 256), 256, 0, osp_cuda_stream>>>((bf16 *)x, kvalid, HD, rows);
+    cdn_zero_masked_kernel<<<osp_cuda_blocks(32 * rows, 256), 256, 0, osp_cuda_inst->stream>>>((bf16 *)x, kvalid, HD,
+                                                                                                 rows);
     CUDA_LAUNCH_CHECK();
 }
 void cdn_add_masked(float *dst, const bf16 *src, const uint8_t *kvalid, int64_t HD, int64_t n) {
     if (!dst) return;
     if (!kvalid) return cdn_add(dst, src, n);
-    cdn_add_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(dst, src, kvalid, HD, n);
+    cdn_add_masked_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_inst->stream>>>(dst, src, kvalid, HD, n);
     CUDA_LAUNCH_CHECK();
 }
 
 /* A device flag cleared before and read after the kernels that may raise it (one sync). */
 int *cdn_flag_clear(void) {
-    static int *d_flag;
-    if (!d_flag) CUDA_CHECK(cudaMalloc((void **)&d_flag, sizeof(int)));
-    CUDA_CHECK(cudaMemsetAsync(d_flag, 0, sizeof(int), osp_cuda_stream));
-    return d_flag;
+    osp_cuda_instance *in = osp_cuda_inst;
+    if (!in->cdn_flag) CUDA_CHECK(cudaMalloc((void **)&in->cdn_flag, sizeof(int)));
+    CUDA_CHECK(cudaMemsetAsync(in->cdn_flag, 0, sizeof(int), in->stream));
+    return in->cdn_flag;
 }
 int cdn_flag_read(const int *d_flag) {
     int h = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&h, d_flag, sizeof(int), cudaMemcpyDeviceToHost, osp_cuda_stream));
-    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream));
+    CUDA_CHECK(cudaMemcpyAsync(&h, d_flag, sizeof(int), cudaMemcpyDeviceToHost, osp_cuda_inst->stream));
+    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream));
     return h;
 }
 
 void cdn_count_masked(float *nmask, int *len, int *flag, const uint8_t *kvalid, int64_t R, int64_t N) {
-    cdn_count_masked_kernel<<<(unsigned)R, 256, 0, osp_cuda_stream>>>(nmask, len, flag, kvalid, N);
+    cdn_count_masked_kernel<<<(unsigned)R, 256, 0, osp_cuda_inst->stream>>>(nmask, len, flag, kvalid, N);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -174,9 +175,10 @@ void cdn_fix_masked(float *o, bf16 *ob, float *lse, const float *nmask, const in
                     int *flag, int64_t R, int64_t Nq, int H, int d) {
     const int64_t rows = R * Nq, nl = R * H * Nq;
     const unsigned nb = osp_cuda_blocks(32 * rows, 256);
-    if (o) cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_stream>>>(o, ob, lse, nmask, len, Nq, H, d, rows);
-    else cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_stream>>>(ob, ob, lse, nmask, len, Nq, H, d, rows);
+    if (o) cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(o, ob, lse, nmask, len, Nq, H, d, rows);
+    else cdn_fix_o_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(ob, ob, lse, nmask, len, Nq, H, d, rows);
     CUDA_LAUNCH_CHECK();
-    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_stream>>>(lse, nmask, len, qvalid, flag, Nq, H, nl);
+    cdn_fix_lse_kernel<<<osp_cuda_blocks(nl, 256), 256, 0, osp_cuda_inst->stream>>>(lse, nmask, len, qvalid, flag, Nq,
+                                                                                     H, nl);
     CUDA_LAUNCH_CHECK();
 }

@@ -1,6 +1,6 @@
 /*
  * model/cuda/cudnn_conv.cuh — host wrappers of the element-wise kernels around cuDNN attention
- * (model/cuda/cudnn_conv.cu), for model/cuda/cudnn.cu only. All run on osp_cuda_stream.
+ * (model/cuda/cudnn_conv.cu), for model/cuda/cudnn.cu only. All run on the instance's stream.
  */
 #ifndef OSP_CUDA_ATTN_CUDNN_CONV_CUH
 #define OSP_CUDA_ATTN_CUDNN_CONV_CUH

@@ -49,16 +49,16 @@ static void *cdn_open_glob(const char *pattern) {
     return h;
 }
 
-/* $OSP_CUDNN_LIB when set; else libcudnn.so.9 through the loader path, else the pip wheel of a
- * python environment next to a $PATH entry, of ~/.local, /usr/local or /usr: the first found.
+/* given (the option cudnn_lib, OSP_CUDNN_LIB) when not empty; else libcudnn.so.9 through the
+ * loader path, else the pip wheel of a python environment next to a $PATH entry, of ~/.local,
+ * /usr/local or /usr: the first found.
  * (Features differ within 9.x: the SDPA forward takes sequence lengths in 9.19, not in 9.14; a
  * machine with an older system cuDNN and a newer PyTorch wheel wants OSP_CUDNN_LIB.) */
-void *cdn_search(void) {
+void *cdn_search(const char *given) {
     const char *wheel = "lib/python3*/*-packages/nvidia/cudnn/lib/libcudnn.so.9";
     char pat[1200];
     void *h = NULL;
-    const char *env = getenv("OSP_CUDNN_LIB");
-    if (env && *env && (h = cdn_open(env))) return h;
+    if (given && *given && (h = cdn_open(given))) return h;
     if ((h = cdn_open("libcudnn.so.9"))) return h;
     const char *path = getenv("PATH");
     while (path && *path && !h) {

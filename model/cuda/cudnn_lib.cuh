@@ -13,7 +13,7 @@ int cdn_env_bool(const char *name, int dflt);
 int cdn_verbose(void);
 /* one "osp: cudnn: ..." line on stderr under OSP_CUDNN_VERBOSE */
 void cdn_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* dlopen handle of the libcudnn.so.9 to use (OSP_CUDNN_LIB, else the first found), or NULL */
-void *cdn_search(void);
+/* dlopen handle of the libcudnn.so.9 to use (path when not NULL or empty, else the first found), or NULL */
+void *cdn_search(const char *path);
 
 #endif

@@ -2,7 +2,8 @@
  * model/cuda/gemm.cu — the dense layers of the CUDA backend (linear_fwd / linear_bwd) through
  * cuBLASLt, and the fp32 -> bf16 conversion they (and the cuDNN attention) use.
  *
- * Mixed precision (OSP_CUDA_GEMM, read on every call so a test may switch between calls):
+ * Mixed precision (the instance's option gemm, model/cuda/backend.h; config cuda.gemm, env
+ * OSP_CUDA_GEMM; read on every call, so a test may switch between calls):
  *  - bf16 (default): the operands (activation, weight, output gradient) are written to bf16
  *    scratch once per call, round to nearest even, and cuBLASLt multiplies bf16 x bf16 with fp32
  *    accumulation into the fp32 output (CUBLAS_COMPUTE_32F). The backward converts dy once for
@@ -17,7 +18,8 @@
  *   y[N,O] = x[N,I] W[O,I]^T      is column-major   y^T[O,N] = W^T... written as
  *   C(O x N) = op_T(A = W stored I x O) * op_N(B = x stored I x N),  m=O n=N k=I.
  * Matmul descriptors, layouts and the heuristic's algorithm are cached per shape, pointer
- * alignment and mode; the 32 MiB workspace is allocated once.
+ * alignment and mode; the 32 MiB workspace is allocated once. Handle, workspace and cache belong
+ * to the instance (struct cuda_gemm_state).
  */
 #include "model/cuda/common.cuh"
 #include "quant/hif8_cuda.cuh"
@@ -50,30 +52,45 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } gemm_plan;
 
-static cublasLtHandle_t lt_handle;
-static void *lt_workspace;
-static float *host_scale_slot; /* [3]: sx, sw, sg of the host-scale entries (host_scales) */
-static gemm_plan gemm_cache[GEMM_CACHE_SIZE];
+struct cuda_gemm_state {
+    cublasLtHandle_t lt;
+    void *workspace;
+    float *host_scale_slot; /* [3]: sx, sw, sg of the host-scale entries (host_scales) */
+    gemm_plan cache[GEMM_CACHE_SIZE];
+    int cache_next;
+};
 static void cuda_add_bias_cols(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc);
-static int gemm_cache_next;
+static void plan_destroy(gemm_plan *p);
 
-void cuda_gemm_init(void) {
-    if (lt_handle) return;
-    CUBLAS_CHECK(cublasLtCreate(&lt_handle));
-    CUDA_CHECK(cudaMalloc(&lt_workspace, GEMM_WORKSPACE_BYTES));
-    CUDA_CHECK(cudaMalloc(&host_scale_slot, 4 * sizeof(float)));
+void cuda_gemm_init(osp_cuda_instance *in) {
+    cuda_gemm_state *g = (cuda_gemm_state *)osp_calloc(1, sizeof *g);
+    CUBLAS_CHECK(cublasLtCreate(&g->lt));
+    CUDA_CHECK(cudaMalloc(&g->workspace, GEMM_WORKSPACE_BYTES));
+    CUDA_CHECK(cudaMalloc(&g->host_scale_slot, 4 * sizeof(float)));
+    in->gemm = g;
 }
 
-typedef enum { GEMM_BF16 = 0, GEMM_FAST16BF, GEMM_TF32, GEMM_FP32 } gemm_mode;
-
-static gemm_mode gemm_mode_get(void) {
-    const char *m = getenv("OSP_CUDA_GEMM");
-    if (!m || !*m || !strcmp(m, "bf16")) return GEMM_BF16;
-    if (!strcmp(m, "fast16bf")) return GEMM_FAST16BF;
-    if (!strcmp(m, "tf32")) return GEMM_TF32;
-    if (!strcmp(m, "fp32")) return GEMM_FP32;
-    osp_die("OSP_CUDA_GEMM=%s: unknown mode (hint: bf16, fast16bf, tf32 or fp32)", m);
+/* after the instance's stream is idle (osp_backend_cuda_free) */
+void cuda_gemm_free(osp_cuda_instance *in) {
+    cuda_gemm_state *g = in->gemm;
+    if (!g) return;
+    for (int i = 0; i < GEMM_CACHE_SIZE; i++) plan_destroy(&g->cache[i]);
+    CUDA_CHECK(cudaFree(g->workspace));
+    CUDA_CHECK(cudaFree(g->host_scale_slot));
+    CUBLAS_CHECK(cublasLtDestroy(g->lt));
+    free(g);
+    in->gemm = NULL;
 }
+
+/* the values of osp_cuda_gemm (model/cuda/backend.h) */
+typedef enum {
+    GEMM_BF16 = OSP_CUDA_GEMM_BF16,
+    GEMM_FAST16BF = OSP_CUDA_GEMM_FAST16BF,
+    GEMM_TF32 = OSP_CUDA_GEMM_TF32,
+    GEMM_FP32 = OSP_CUDA_GEMM_FP32
+} gemm_mode;
+
+static gemm_mode gemm_mode_get(void) { return (gemm_mode)osp_cuda_inst->opt.gemm; }
 
 static int gemm_compute_type(gemm_mode m) {
     switch (m) {
@@ -139,12 +156,12 @@ static void to_bf16_launch(__nv_bfloat16 *dst, const float *src, int64_t n, cons
     if (n <= 0) return;
     int64_t n4 = ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0) ? n / 4 : 0;
     if (n4) {
-        to_bf16_vec_kernel<FQ><<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_stream>>>(
+        to_bf16_vec_kernel<FQ><<<osp_cuda_blocks(n4, 256), 256, 0, osp_cuda_inst->stream>>>(
             (__nv_bfloat162 *)dst, (const float4 *)src, n4, ds, sat);
         CUDA_LAUNCH_CHECK();
     }
     if (n > 4 * n4) {
-        to_bf16_kernel<FQ, float><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_stream>>>(
+        to_bf16_kernel<FQ, float><<<osp_cuda_blocks(n - 4 * n4, 256), 256, 0, osp_cuda_inst->stream>>>(
             dst + 4 * n4, src + 4 * n4, n - 4 * n4, ds, sat);
         CUDA_LAUNCH_CHECK();
     }
@@ -156,12 +173,12 @@ static void fq16_launch(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t n,
     if (n <= 0) return;
     int64_t n8 = (((uintptr_t)src | (uintptr_t)dst) % 16 == 0) ? n / 8 : 0;
     if (n8) {
-        fq16_vec_kernel<<<osp_cuda_blocks(n8, 256), 256, 0, osp_cuda_stream>>>((uint4 *)dst, (const uint4 *)src, n8,
+        fq16_vec_kernel<<<osp_cuda_blocks(n8, 256), 256, 0, osp_cuda_inst->stream>>>((uint4 *)dst, (const uint4 *)src, n8,
                                                                                ds, sat);
         CUDA_LAUNCH_CHECK();
     }
     if (n > 8 * n8) {
-        to_bf16_kernel<true, __nv_bfloat16><<<osp_cuda_blocks(n - 8 * n8, 256), 256, 0, osp_cuda_stream>>>(
+        to_bf16_kernel<true, __nv_bfloat16><<<osp_cuda_blocks(n - 8 * n8, 256), 256, 0, osp_cuda_inst->stream>>>(
             dst + 8 * n8, src + 8 * n8, n - 8 * n8, ds, sat);
         CUDA_LAUNCH_CHECK();
     }
@@ -176,7 +193,7 @@ static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_
     if (mode != GEMM_BF16) {
         if (!ds) return x;
         float *d = (float *)osp_cuda_scratch(slot, sizeof(float) * (size_t)n);
-        fq_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_stream>>>(d, x, n, ds, sat);
+        fq_to_f32_kernel<<<osp_cuda_blocks(n, 256), 256, 0, osp_cuda_inst->stream>>>(d, x, n, ds, sat);
         CUDA_LAUNCH_CHECK();
         return d;
     }
@@ -208,12 +225,13 @@ static void plan_destroy(gemm_plan *p) {
 /* Returns the cached plan, building it on a miss; NULL when cuBLASLt offers no algorithm
  * (only possible with an epilogue: the caller then does the epilogue's work itself). */
 static gemm_plan *plan_get(const gemm_key *key) {
+    cuda_gemm_state *g = osp_cuda_inst->gemm;
     for (int i = 0; i < GEMM_CACHE_SIZE; i++)
-        if (gemm_cache[i].used && !memcmp(&gemm_cache[i].key, key, sizeof *key))
-            return gemm_cache[i].noalgo ? NULL : &gemm_cache[i];
+        if (g->cache[i].used && !memcmp(&g->cache[i].key, key, sizeof *key))
+            return g->cache[i].noalgo ? NULL : &g->cache[i];
 
-    gemm_plan *p = &gemm_cache[gemm_cache_next];
-    gemm_cache_next = (gemm_cache_next + 1) % GEMM_CACHE_SIZE;
+    gemm_plan *p = &g->cache[g->cache_next];
+    g->cache_next = (g->cache_next + 1) % GEMM_CACHE_SIZE;
     plan_destroy(p);
     p->key = *key;
 
@@ -265,7 +283,7 @@ static gemm_plan *plan_get(const gemm_key *key) {
     }
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_handle, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res,
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res,
                                                        &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     p->used = 1;
@@ -278,7 +296,7 @@ static gemm_plan *plan_get(const gemm_key *key) {
         }
         fprintf(stderr,
                 "osp: error: cuBLASLt found no algorithm for m=%lld n=%lld k=%lld (ta=%d tb=%d, compute %d): %s "
-                "(hint: try OSP_CUDA_GEMM=fp32)\n",
+                "(hint: try cuda.gemm: fp32, or OSP_CUDA_GEMM=fp32)\n",
                 (long long)key->m, (long long)key->n, (long long)key->k, key->ta, key->tb, key->compute,
                 cublasLt_status_name(st));
         osp_exit(1);
@@ -336,8 +354,9 @@ static int gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k,
     if (aux)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(lt_handle, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
-                                lt_workspace, GEMM_WORKSPACE_BYTES, osp_cuda_stream));
+    cuda_gemm_state *g = osp_cuda_inst->gemm;
+    CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+                                g->workspace, GEMM_WORKSPACE_BYTES, osp_cuda_inst->stream));
     return 0;
 }
 
@@ -350,7 +369,7 @@ __global__ void add_bias_cols_kernel(float *C, const float *bias, int64_t m, int
 }
 
 static void cuda_add_bias_cols(float *C, const float *bias, int64_t m, int64_t n, int64_t ldc) {
-    add_bias_cols_kernel<<<osp_cuda_blocks(m * n, 256), 256, 0, osp_cuda_stream>>>(C, bias, m, n, ldc);
+    add_bias_cols_kernel<<<osp_cuda_blocks(m * n, 256), 256, 0, osp_cuda_inst->stream>>>(C, bias, m, n, ldc);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -375,17 +394,18 @@ __global__ void put_floats_kernel(float *d, int n, float a, float b, float c) {
     if (n > 2) d[2] = c;
 }
 void cuda_put_floats(float *d, int n, float a, float b, float c) {
-    put_floats_kernel<<<1, 1, 0, osp_cuda_stream>>>(d, n, a, b, c);
+    put_floats_kernel<<<1, 1, 0, osp_cuda_inst->stream>>>(d, n, a, b, c);
     CUDA_LAUNCH_CHECK();
 }
 
 /* Scales the host computed (linear_fq_fwd / linear_fq_bwd take host floats), put into device
  * memory in stream order, so one implementation serves both kinds of entry. The slot is reused
  * by the next such call; the kernels reading it run before that call's write, as everything
- * runs in order on osp_cuda_stream. */
+ * runs in order on the instance's stream. */
 static const float *host_scales(float sx, float sw, float sg) {
-    cuda_put_floats(host_scale_slot, 3, sx, sw, sg);
-    return host_scale_slot;
+    float *slot = osp_cuda_inst->gemm->host_scale_slot;
+    cuda_put_floats(slot, 3, sx, sw, sg);
+    return slot;
 }
 
 /* y = fq(x; *dsx) fq(W; *dsw)^T + b (a NULL scale: that operand as is; scales are device floats).
@@ -398,7 +418,7 @@ static void linear_fwd_impl(gemm_mode mode, float *y, __nv_bfloat16 *y16, const 
     OSP_CHECK((!y != !y16) && (!x != !x16), "linear_fwd: exactly one output and one input pointer");
     if (I <= 0) { /* degenerate: y = b (or 0) */
         OSP_CHECK(y, "linear_fwd: a bf16 output needs I > 0");
-        fill_rows_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, b, N, O);
+        fill_rows_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_inst->stream>>>(y, b, N, O);
         CUDA_LAUNCH_CHECK();
         return;
     }
@@ -516,9 +536,9 @@ static void linear_gelu_impl(gemm_mode mode, float *y, float *pre, __nv_bfloat16
     float *t = y16 ? (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(N * O)) : pre;
     gemm(mode, 1, 0, O, N, I, A, I, Bm, I, t, 0, O, 0, b, NULL);
     if (y16)
-        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y16, pre16, t, N * O);
+        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_inst->stream>>>(y16, pre16, t, N * O);
     else
-        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_stream>>>(y, (float *)NULL, t, N * O);
+        gelu_split_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_inst->stream>>>(y, (float *)NULL, t, N * O);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -538,8 +558,5 @@ void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, co
                      dsx, W, dsw, b, N, I, O, saturate);
 }
 
-/* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and OSP_ACT16 is not 0 */
-int cuda_act16_enabled(void) {
-    const char *e = getenv("OSP_ACT16");
-    return gemm_mode_get() == GEMM_BF16 && !(e && *e && !strcmp(e, "0"));
-}
+/* bf16 storage is in effect while the GEMMs run in bf16 mode (the default) and act16 is on */
+int cuda_act16_enabled(void) { return gemm_mode_get() == GEMM_BF16 && osp_cuda_inst->opt.act16; }

@@ -262,10 +262,10 @@ static void colred(float *out1, float *out2, int mode, const float *a, const flo
     float *part1 = part, *part2 = two ? part + np * D : NULL;
     OSP_CHECK(np < (1LL << 31), "column reduction too large for one grid");
     dim3 grid((unsigned)np, (unsigned)((D + 31) / 32)), block(32, RED_TY);
-    colred_partial_kernel<<<grid, block, 0, osp_cuda_stream>>>(part1, part2, mode, a, bsrc, mean, rstd, N, D, cps,
+    colred_partial_kernel<<<grid, block, 0, osp_cuda_inst->stream>>>(part1, part2, mode, a, bsrc, mean, rstd, N, D, cps,
                                                                      fq_ds, fq_sat);
     CUDA_LAUNCH_CHECK();
-    colred_final_kernel<<<osp_cuda_blocks((int64_t)B * D, 256), 256, 0, osp_cuda_stream>>>(
+    colred_final_kernel<<<osp_cuda_blocks((int64_t)B * D, 256), 256, 0, osp_cuda_inst->stream>>>(
         out1, two ? out2 : NULL, part1, part2, R, cps, D, B, stride);
     CUDA_LAUNCH_CHECK();
 }
@@ -283,7 +283,7 @@ template <typename T>
 static void layernorm_fwd_t(T *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t N,
                             int D, float eps) {
     if (N <= 0) return;
-    ln_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, mean, rstd, x, w, b, NULL, NULL, N, N, D, 1, 0,
+    ln_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(y, mean, rstd, x, w, b, NULL, NULL, N, N, D, 1, 0,
                                                                   eps);
     CUDA_LAUNCH_CHECK();
 }
@@ -292,7 +292,7 @@ void cuda_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const 
                         const float *rstd, const float *w, int64_t N, int D) {
     if (N <= 0) return;
     if (dx) {
-        ln_bwd_dx_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, mean, rstd, w, NULL, N, N, D, 1,
+        ln_bwd_dx_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(dx, dy, x, mean, rstd, w, NULL, N, N, D, 1,
                                                                          0);
         CUDA_LAUNCH_CHECK();
     }
@@ -303,7 +303,7 @@ template <typename T>
 static void ln_mod_fwd_t(T *y, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
                          int64_t R, int64_t N, int D, int B, int64_t stride, float eps) {
     if (R * N <= 0) return;
-    ln_fwd_kernel<<<row_grid(R * N), row_block, 0, osp_cuda_stream>>>(y, mean, rstd, x, NULL, NULL, shift, scale,
+    ln_fwd_kernel<<<row_grid(R * N), row_block, 0, osp_cuda_inst->stream>>>(y, mean, rstd, x, NULL, NULL, shift, scale,
                                                                       R * N, N, D, B, stride, eps);
     CUDA_LAUNCH_CHECK();
 }
@@ -312,7 +312,7 @@ void cuda_ln_mod_bwd(float *dx, float *dshift, float *dscale, const float *dy, c
                      const float *rstd, const float *scale, int64_t R, int64_t N, int D, int B, int64_t stride) {
     if (R * N <= 0) return;
     if (dx) {
-        ln_bwd_dx_kernel<<<row_grid(R * N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, mean, rstd, NULL, scale,
+        ln_bwd_dx_kernel<<<row_grid(R * N), row_block, 0, osp_cuda_inst->stream>>>(dx, dy, x, mean, rstd, NULL, scale,
                                                                              R * N, N, D, B, stride);
         CUDA_LAUNCH_CHECK();
     }
@@ -322,7 +322,7 @@ void cuda_ln_mod_bwd(float *dx, float *dshift, float *dscale, const float *dy, c
 template <typename T>
 static void rmsnorm_fwd_t(T *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
     if (N <= 0) return;
-    rms_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, rstd, x, w, N, D, eps);
+    rms_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(y, rstd, x, w, N, D, eps);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -330,7 +330,7 @@ void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, con
                       int64_t N, int D) {
     if (N <= 0) return;
     if (dx) {
-        rms_bwd_dx_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, rstd, w, N, D);
+        rms_bwd_dx_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(dx, dy, x, rstd, w, N, D);
         CUDA_LAUNCH_CHECK();
     }
     if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
@@ -340,7 +340,8 @@ template <typename T>
 static void qk_norm_rope_fwd_t(T *y, float *rstd, const float *x, const float *w, const int32_t *pos,
                                const osp_rope *r, int64_t N, int H, float eps) {
     if (N <= 0) return;
-    qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(y, rstd, x, w, pos, *r, N, H * r->d, eps);
+    qk_norm_rope_fwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(y, rstd, x, w, pos, *r, N, H * r->d,
+                                                                                   eps);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -348,7 +349,7 @@ void cuda_qk_norm_rope_bwd(float *dx, float *dw, float *dy, const float *x, cons
                            const int32_t *pos, const osp_rope *r, int64_t N, int H) {
     if (N <= 0) return;
     int D = H * r->d;
-    qk_norm_rope_bwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_stream>>>(dx, dy, x, rstd, w, pos, *r, N, D);
+    qk_norm_rope_bwd_kernel<<<row_grid(N), row_block, 0, osp_cuda_inst->stream>>>(dx, dy, x, rstd, w, pos, *r, N, D);
     CUDA_LAUNCH_CHECK();
     if (dw) colred(dw, NULL, RED_RMS, dy, x, NULL, rstd, 1, N, D, 1, 0);
 }
@@ -372,7 +373,7 @@ void cuda_gate_res_fwd(float *out, const float *x, const float *y, const float *
                        int64_t R, int64_t N, int D, int B, int64_t stride) {
     int64_t total = (idx ? nout : R * N) * D;
     if (total <= 0) return;
-    gate_res_out_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_stream>>>(out, x, y, gate, idx, total, N, D, B,
+    gate_res_out_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_inst->stream>>>(out, x, y, gate, idx, total, N, D, B,
                                                                                   stride);
     CUDA_LAUNCH_CHECK();
 }
@@ -382,7 +383,7 @@ void cuda_gate_res_bwd(float *dy, float *dgate, const float *dx, const float *y,
     int64_t total = R * N * D;
     if (total <= 0) return;
     if (dy) {
-        gate_res_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_stream>>>(dy, dx, gate, total, N, D, B,
+        gate_res_kernel<<<osp_cuda_blocks(total, 256), 256, 0, osp_cuda_inst->stream>>>(dy, dx, gate, total, N, D, B,
                                                                                   stride);
         CUDA_LAUNCH_CHECK();
     }
