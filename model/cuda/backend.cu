@@ -629,6 +629,7 @@ extern "C" void osp_backend_cuda_free(const osp_backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(in->stream)); /* nothing of ours in flight */
     attn_cudnn_free();
     cuda_gemm_free(in);
+    cuda_fp8_free(in);
     for (int i = 0; i < SCRATCH_NSLOTS; i++)
         if (in->scratch_ptr[i]) CUDA_CHECK(cudaFree(in->scratch_ptr[i]));
     if (in->amax_state) CUDA_CHECK(cudaFree(in->amax_state));

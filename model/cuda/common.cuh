@@ -79,6 +79,7 @@ enum {
 
 struct cuda_gemm_state; /* model/cuda/gemm.cu: cuBLASLt handle, workspace, plan cache */
 struct cdn_state;       /* model/cuda/cudnn.cu: cuDNN handle, graph cache, counters */
+struct cuda_fp8_state;  /* model/cuda/fp8.cu: E4M3 GEMM handle, plans, descales, counters */
 
 /* One CUDA backend instance (model/cuda/backend.h): everything the ops keep between calls. */
 typedef struct osp_cuda_instance {
@@ -92,6 +93,7 @@ typedef struct osp_cuda_instance {
     int *cdn_flag;        /* one device int of model/cuda/cudnn_conv.cu */
     struct cuda_gemm_state *gemm;
     struct cdn_state *cdn; /* created on the first cuDNN call */
+    struct cuda_fp8_state *fp8; /* created on the first E4M3 GEMM */
 } osp_cuda_instance;
 
 /* the instance of this process, set by osp_backend_cuda_init, NULL after osp_backend_cuda_free */
@@ -140,6 +142,7 @@ __device__ __forceinline__ float gelu_tanh_dev(float v) {
 /* model/cuda/gemm.cu: the instance's cuBLASLt handle, workspace and plan cache */
 void cuda_gemm_init(osp_cuda_instance *in);
 void cuda_gemm_free(osp_cuda_instance *in);
+void cuda_fp8_free(osp_cuda_instance *in); /* model/cuda/fp8.cu; nothing when never used */
 /* dst = bf16(src), round to nearest even */
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n);
 void cuda_linear_fwd(float *y, const float *x, const float *W, const float *b, int64_t N, int I, int O);

@@ -37,7 +37,8 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } fp8_plan;
 
-static struct {
+/* the instance's E4M3 state (osp_cuda_inst->fp8), made on first use */
+struct cuda_fp8_state {
     cublasLtHandle_t lt;
     void *workspace;
     float *descale;              /* device, 1 / (shift s) of x, W, dy at slot * FP8_DESCALE_STRIDE */
@@ -47,15 +48,35 @@ static struct {
     uint64_t total;              /* host counter: elements quantised */
     fp8_plan cache[FP8_CACHE_SIZE];
     int next;
-} F;
+};
 
-static void fp8_init(void) {
-    if (F.lt) return;
-    CUBLAS_CHECK(cublasLtCreate(&F.lt));
-    CUDA_CHECK(cudaMalloc(&F.workspace, FP8_WORKSPACE_BYTES));
-    CUDA_CHECK(cudaMalloc(&F.descale, 4 * FP8_DESCALE_STRIDE * sizeof(float)));
-    CUDA_CHECK(cudaMalloc(&F.inexact, sizeof(unsigned long long)));
-    CUDA_CHECK(cudaMemsetAsync(F.inexact, 0, sizeof(unsigned long long), osp_cuda_stream));
+static cuda_fp8_state *fp8_state(void) {
+    OSP_CHECK(osp_cuda_inst, "E4M3 GEMM without a CUDA backend instance (osp_backend_cuda_init first)");
+    cuda_fp8_state *s = osp_cuda_inst->fp8;
+    if (s) return s;
+    s = (cuda_fp8_state *)osp_calloc(1, sizeof *s);
+    CUBLAS_CHECK(cublasLtCreate(&s->lt));
+    CUDA_CHECK(cudaMalloc(&s->workspace, FP8_WORKSPACE_BYTES));
+    CUDA_CHECK(cudaMalloc(&s->descale, 4 * FP8_DESCALE_STRIDE * sizeof(float)));
+    CUDA_CHECK(cudaMalloc(&s->inexact, sizeof(unsigned long long)));
+    CUDA_CHECK(cudaMemsetAsync(s->inexact, 0, sizeof(unsigned long long), osp_cuda_inst->stream));
+    osp_cuda_inst->fp8 = s;
+    return s;
+}
+
+static void fp8_plan_destroy(fp8_plan *p);
+
+void cuda_fp8_free(osp_cuda_instance *in) {
+    cuda_fp8_state *s = in->fp8;
+    if (!s) return;
+    for (int i = 0; i < FP8_CACHE_SIZE; i++) fp8_plan_destroy(&s->cache[i]);
+    if (s->bias16) CUDA_CHECK(cudaFree(s->bias16));
+    CUDA_CHECK(cudaFree(s->workspace));
+    CUDA_CHECK(cudaFree(s->descale));
+    CUDA_CHECK(cudaFree(s->inexact));
+    cublasLtDestroy(s->lt);
+    free(s);
+    in->fp8 = NULL;
 }
 
 extern "C" int cuda_fp8_available(void) {
@@ -144,18 +165,19 @@ __global__ void fp8_quant_t_kernel(uint8_t *dst, const S *src, int64_t rows, int
  * transposed ([cols, dld]); slot: which descale (0 x, 1 W, 2 dy). */
 static void fp8_quant(uint8_t *dst, const float *src, const __nv_bfloat16 *src16, int64_t rows, int64_t cols,
                       int64_t dld, bool transpose, const float *ds, float shift, bool sat, int slot) {
-    float *desc = F.descale + slot * FP8_DESCALE_STRIDE;
-    F.total += (uint64_t)(rows * cols);
+    cuda_fp8_state *S = fp8_state();
+    float *desc = S->descale + slot * FP8_DESCALE_STRIDE;
+    S->total += (uint64_t)(rows * cols);
     if (!transpose) {
         int64_t work = rows * (dld / 4);
         unsigned nb = osp_cuda_blocks(work, 256);
-        if (src16) fp8_quant_kernel<<<nb, 256, 0, osp_cuda_stream>>>(dst, src16, rows, cols, dld, ds, shift, sat, desc, F.inexact);
-        else fp8_quant_kernel<<<nb, 256, 0, osp_cuda_stream>>>(dst, src, rows, cols, dld, ds, shift, sat, desc, F.inexact);
+        if (src16) fp8_quant_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(dst, src16, rows, cols, dld, ds, shift, sat, desc, S->inexact);
+        else fp8_quant_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>(dst, src, rows, cols, dld, ds, shift, sat, desc, S->inexact);
     } else {
         dim3 grid((unsigned)((dld + 31) / 32), (unsigned)((cols + 31) / 32)), block(32, 8);
         OSP_CHECK(grid.y <= 65535, "fp8 transpose: too many columns for one grid");
-        if (src16) fp8_quant_t_kernel<<<grid, block, 0, osp_cuda_stream>>>(dst, src16, rows, cols, dld, ds, shift, sat, desc, F.inexact);
-        else fp8_quant_t_kernel<<<grid, block, 0, osp_cuda_stream>>>(dst, src, rows, cols, dld, ds, shift, sat, desc, F.inexact);
+        if (src16) fp8_quant_t_kernel<<<grid, block, 0, osp_cuda_inst->stream>>>(dst, src16, rows, cols, dld, ds, shift, sat, desc, S->inexact);
+        else fp8_quant_t_kernel<<<grid, block, 0, osp_cuda_inst->stream>>>(dst, src, rows, cols, dld, ds, shift, sat, desc, S->inexact);
     }
     CUDA_LAUNCH_CHECK();
 }
@@ -182,11 +204,12 @@ static void fp8_plan_destroy(fp8_plan *p) {
 /* The cached plan for key, built on a miss; NULL when cuBLASLt offers no algorithm (the caller
  * then drops the bias epilogue, or reports the shape). */
 static fp8_plan *fp8_plan_get(const fp8_key *key) {
+    cuda_fp8_state *S = fp8_state();
     for (int i = 0; i < FP8_CACHE_SIZE; i++)
-        if (F.cache[i].used && !memcmp(&F.cache[i].key, key, sizeof *key))
-            return F.cache[i].noalgo ? NULL : &F.cache[i];
-    fp8_plan *p = &F.cache[F.next];
-    F.next = (F.next + 1) % FP8_CACHE_SIZE;
+        if (S->cache[i].used && !memcmp(&S->cache[i].key, key, sizeof *key))
+            return S->cache[i].noalgo ? NULL : &S->cache[i];
+    fp8_plan *p = &S->cache[S->next];
+    S->next = (S->next + 1) % FP8_CACHE_SIZE;
     fp8_plan_destroy(p);
     p->key = *key;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -199,7 +222,7 @@ static fp8_plan *fp8_plan_get(const fp8_key *key) {
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    const float *sa = F.descale + key->slot_a * FP8_DESCALE_STRIDE, *sb = F.descale + key->slot_b * FP8_DESCALE_STRIDE;
+    const float *sa = S->descale + key->slot_a * FP8_DESCALE_STRIDE, *sb = S->descale + key->slot_b * FP8_DESCALE_STRIDE;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8F_E4M3, key->k, key->m, key->lda));
@@ -216,7 +239,7 @@ static fp8_plan *fp8_plan_get(const fp8_key *key) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(F.lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &nres);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(S->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     p->used = 1;
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0) {
@@ -245,13 +268,14 @@ __global__ void fp8_bias16_kernel(__nv_bfloat16 *dst, const float *b, int64_t n)
 /* One matmul with a plan for key (bias pointer of the key's type); the cuBLASLt status, so a
  * configuration the heuristic offered but the library refuses at run time can be dropped. */
 static cublasStatus_t fp8_try(const fp8_key *key, const uint8_t *A, const uint8_t *B, void *C, const void *bias) {
+    cuda_fp8_state *S = fp8_state();
     fp8_plan *p = fp8_plan_get(key);
     if (!p) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float alpha = 1.0f, beta = key->beta1 ? 1.0f : 0.0f;
-    cublasStatus_t st = cublasLtMatmul(F.lt, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
-                                       F.workspace, FP8_WORKSPACE_BYTES, osp_cuda_stream);
+    cublasStatus_t st = cublasLtMatmul(S->lt, p->op, &alpha, A, p->la, B, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+                                       S->workspace, FP8_WORKSPACE_BYTES, osp_cuda_inst->stream);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) { /* remember: never again for this key */
         fp8_plan_destroy(p);
         p->key = *key;
@@ -261,11 +285,12 @@ static cublasStatus_t fp8_try(const fp8_key *key, const uint8_t *A, const uint8_
 }
 
 /* C (m x n column-major, ldc; fp32 or bf16 when c16) [+]= (dA dB) A^T B [+ bias], A stored k x m
- * and B stored k x n (E4M3, K-major, ld lda / ldb), descales F.descale[slot_a], [slot_b]. The
+ * and B stored k x n (E4M3, K-major, ld lda / ldb), descales S->descale[slot_a], [slot_b]. The
  * bias epilogue takes the fp32 bias where cuBLASLt accepts it, else a bf16 copy (Hopper's E4M3
  * kernels take bf16 biases only: fp32 is refused by the heuristic), else the product goes to fp32 scratch and a kernel adds it. */
 static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t lda, const uint8_t *B, int64_t ldb,
                      void *C, int c16, int64_t ldc, int beta1, const float *bias, int slot_a, int slot_b) {
+    cuda_fp8_state *S = fp8_state();
     fp8_key key;
     memset(&key, 0, sizeof key);
     key.m = m;
@@ -286,23 +311,23 @@ static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t 
         key.bias = FP8_BIAS_F32;
         st = fp8_try(&key, A, B, C, bias);
         if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
-            if (F.bias16_n < m) {
-                if (F.bias16) CUDA_CHECK(cudaFree(F.bias16));
-                CUDA_CHECK(cudaMalloc(&F.bias16, sizeof(__nv_bfloat16) * (size_t)m));
-                F.bias16_n = m;
+            if (S->bias16_n < m) {
+                if (S->bias16) CUDA_CHECK(cudaFree(S->bias16));
+                CUDA_CHECK(cudaMalloc(&S->bias16, sizeof(__nv_bfloat16) * (size_t)m));
+                S->bias16_n = m;
             }
-            fp8_bias16_kernel<<<osp_cuda_blocks(m, 256), 256, 0, osp_cuda_stream>>>(F.bias16, bias, m);
+            fp8_bias16_kernel<<<osp_cuda_blocks(m, 256), 256, 0, osp_cuda_inst->stream>>>(S->bias16, bias, m);
             CUDA_LAUNCH_CHECK();
             key.bias = FP8_BIAS_BF16;
-            st = fp8_try(&key, A, B, C, F.bias16);
+            st = fp8_try(&key, A, B, C, S->bias16);
         }
         if (st == CUBLAS_STATUS_NOT_SUPPORTED) { /* no bias epilogue: fp32 product, then bias (and rounding) */
             OSP_CHECK(!beta1 && ldc == m, "fp8 GEMM: bias fallback with accumulation or a strided C");
             float *t = (float *)osp_cuda_scratch(SCRATCH_GEMM_Y, sizeof(float) * (size_t)(m * n));
             fp8_gemm(m, n, k, A, lda, B, ldb, t, 0, m, 0, NULL, slot_a, slot_b);
             unsigned nb = osp_cuda_blocks(m * n, 256);
-            if (c16) fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((__nv_bfloat16 *)C, t, bias, m, n);
-            else fp8_bias_kernel<<<nb, 256, 0, osp_cuda_stream>>>((float *)C, t, bias, m, n);
+            if (c16) fp8_bias_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>((__nv_bfloat16 *)C, t, bias, m, n);
+            else fp8_bias_kernel<<<nb, 256, 0, osp_cuda_inst->stream>>>((float *)C, t, bias, m, n);
             CUDA_LAUNCH_CHECK();
             return;
         }
@@ -327,7 +352,6 @@ extern "C" void cuda_fp8_linear_fwd(float *y, osp_bf16 *y16, const float *x, con
                                     bool saturate) {
     if (N <= 0 || O <= 0) return;
     OSP_CHECK((!y != !y16) && (!x != !x16) && I > 0 && dsx && dsw, "fp8 linear_fwd: bad arguments");
-    fp8_init();
     int64_t I16 = round_up(I, FP8_K_ALIGN);
     uint8_t *qw = (uint8_t *)osp_cuda_scratch(SCRATCH_GEMM_W, (size_t)(O * I16));
     uint8_t *qx = (uint8_t *)osp_cuda_scratch(SCRATCH_GEMM_X, (size_t)(N * I16));
@@ -343,7 +367,6 @@ extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float
                                     int I, int O, bool saturate) {
     if (N <= 0 || O <= 0) return;
     OSP_CHECK(!x != !x16 && dsg && dsx && dsw, "fp8 linear_bwd: bad arguments");
-    fp8_init();
     if (I > 0 && dx) { /* dx^T (I x N) += W^T (O16 x I, K-major)^T dy (O16 x N) */
         int64_t O16 = round_up(O, FP8_K_ALIGN);
         uint8_t *qwt = (uint8_t *)osp_cuda_scratch(SCRATCH_GEMM_W, (size_t)(I * O16));
@@ -364,16 +387,16 @@ extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float
 }
 
 extern "C" void cuda_fp8_counts(uint64_t *total, uint64_t *inexact) {
-    fp8_init();
+    cuda_fp8_state *S = fp8_state();
     unsigned long long v = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&v, F.inexact, sizeof v, cudaMemcpyDeviceToHost, osp_cuda_stream));
-    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_stream));
-    if (total) *total = F.total;
+    CUDA_CHECK(cudaMemcpyAsync(&v, S->inexact, sizeof v, cudaMemcpyDeviceToHost, osp_cuda_inst->stream));
+    CUDA_CHECK(cudaStreamSynchronize(osp_cuda_inst->stream));
+    if (total) *total = S->total;
     if (inexact) *inexact = v;
 }
 
 extern "C" void cuda_fp8_reset_counts(void) {
-    fp8_init();
-    F.total = 0;
-    CUDA_CHECK(cudaMemsetAsync(F.inexact, 0, sizeof(unsigned long long), osp_cuda_stream));
+    cuda_fp8_state *S = fp8_state();
+    S->total = 0;
+    CUDA_CHECK(cudaMemsetAsync(S->inexact, 0, sizeof(unsigned long long), osp_cuda_inst->stream));
 }
