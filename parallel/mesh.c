@@ -52,7 +52,12 @@ void mesh_init(par_mesh *m, const par_mesh_spec *s) {
     m->world = par_group_size(m->world_g);
     m->rank = par_group_rank(m->world_g);
     char err[512];
-    if (mesh_check(s, m->world, err, sizeof err)) osp_die("%s", err);
+    if (mesh_check(s, m->world, err, sizeof err)) {
+        /* every rank finds the same error: rank 0 says it once and aborts the job, the
+         * others wait in a barrier that the abort ends */
+        if (m->rank != 0) par_barrier(m->world_g);
+        osp_die("%s", err);
+    }
     m->sp = s->sp, m->ssp = s->ssp;
     m->dp = s->dp ? s->dp : m->world / (s->sp * s->ssp);
     m->shard = !strcmp(s->shard, "optimizer") ? PAR_SHARD_OPTIMIZER : !strcmp(s->shard, "full") ? PAR_SHARD_FULL

@@ -298,7 +298,8 @@ int cmd_train(int argc, char **argv) {
             tokens_win += (int64_t)b.B * t->ndp * (b.T / wc.patch[0]) * (b.H / wc.patch[1]) * (b.W / wc.patch[2]);
         }
         if (kill_at && step + 1 == atoll(kill_at)) {
-            fprintf(stderr, "osp: test: rank %d stops answering at step %lld\n", t->mesh.rank, (long long)step + 1);
+            fprintf(stderr, "osp: test: rank %d (pid %d) stops answering at step %lld\n", t->mesh.rank, (int)getpid(),
+                    (long long)step + 1);
             for (;;) pause();
         }
         /* one all-reduce per step carries the loss and the stop flag: every rank logs the
@@ -308,7 +309,7 @@ int cmd_train(int argc, char **argv) {
             double v[2] = {loss, (double)g_stop_signal};
             par_allreduce(t->mesh.world_g, v, 2, PAR_F64, PAR_SUM);
             loss = v[0] / t->mesh.world;
-            agreed_stop = v[1] > 0 ? (g_stop_signal ? (int)g_stop_signal : SIGTERM) : 0;
+            agreed_stop = v[1] <= 0 ? 0 : g_stop_signal ? (int)g_stop_signal : v[1] < 65 ? (int)v[1] : SIGTERM;
         }
         double gnorm;
         int skipped = dp_step(&t->dp, &t->opt, &t->hp, lr, wan_params(t->m), wan_grads(t->m), &gnorm);
