@@ -138,6 +138,20 @@ static double validate(trainer *t) {
     return nb ? s / nb : NAN;
 }
 
+/* HiF8 delayed scaling under dp: each rank recorded the amax of its own samples this step;
+ * the max over ranks is the global batch's amax, so after this every rank holds the history
+ * one process would (the history's length/count/position entries agree already). Current
+ * scaling takes each tensor's amax on the fly, per rank (notes/parallel.md). */
+static void sync_quant_history(trainer *t) {
+    int64_t nq = wan_quant_state_size(t->m);
+    if (!nq || strcmp(t->cfg.quant.scaling, "delayed")) return;
+    float *q = osp_malloc(sizeof(float) * nq);
+    wan_quant_state_get(t->m, q);
+    par_allreduce(t->dp.g, q, nq, PAR_F32, PAR_MAX);
+    wan_quant_state_set(t->m, q);
+    free(q);
+}
+
 /* One checkpoint format at every world size: rank 0 writes the full tensors (ZeRO-1 shards
  * are gathered first), the others wait for it, so a run saved at N ranks resumes at M. */
 static void save_ckpt(trainer *t, int64_t step) {
@@ -313,6 +327,7 @@ int cmd_train(int argc, char **argv) {
         }
         double gnorm;
         int skipped = dp_step(&t->dp, &t->opt, &t->hp, lr, wan_params(t->m), wan_grads(t->m), &gnorm);
+        if (t->ndp > 1) sync_quant_history(t);
         if (skipped || !isfinite(loss)) {
             metrics_note("step %lld: non-finite loss/gradients (loss %g, grad norm %g): update skipped (%d in a row)",
                          (long long)step + 1, loss, gnorm, t->opt.skipped_run);
@@ -337,6 +352,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (t->val && tc->val_every > 0 && (step % tc->val_every == 0 || step == tc->steps)) {
             last_val = validate(t);
+            if (t->ndp > 1) sync_quant_history(t); /* validation forwards record amaxes too */
             metrics_val(step, last_val);
             t_win = osp_now();
         }
