@@ -31,7 +31,36 @@ void dp_init(par_dp *d, par_group *g, par_shard shard, const osp_backend *be, in
     }
 }
 
+void dp_use_nccl(par_dp *d, par_nccl *c) {
+    d->nccl = c;
+    if (d->W > 1 && d->shard == PAR_SHARD_OPTIMIZER)
+        d->d_buf = d->be->alloc(sizeof(float) * d->S * d->W); /* zero-filled: the padding stays 0 */
+}
+
+/* dp_step over NCCL: gradients never leave the GPU */
+static int step_nccl(par_dp *d, adamw_state *opt, const adamw_hparams *h, float lr, float *params, float *grads,
+                     double *gnorm) {
+    const osp_backend *be = d->be;
+    if (d->shard != PAR_SHARD_OPTIMIZER) {
+        par_nccl_allreduce(d->nccl, grads, d->n, PAR_SUM);
+        return adamw_step(opt, h, lr, params, grads, gnorm);
+    }
+    be->copy(d->d_buf, grads, sizeof(float) * d->n);
+    par_nccl_reduce_scatter(d->nccl, d->d_buf, d->d_shard, d->S);
+    double ss = d->cnt ? be->sumsq(d->d_shard, d->cnt) : 0.0;
+    double norm = sqrt(par_sum_f64(d->g, ss));
+    *gnorm = norm;
+    int skipped = adamw_step_norm(opt, h, lr, params + d->off, d->d_shard, norm);
+    if (skipped) return skipped;
+    float *mine = d->d_buf + d->S * d->r; /* in-place all-gather; past n the buffer keeps zeros */
+    if (d->cnt) be->copy(mine, params + d->off, sizeof(float) * d->cnt);
+    par_nccl_allgather(d->nccl, mine, d->d_buf, d->S);
+    be->copy(params, d->d_buf, sizeof(float) * d->n);
+    return 0;
+}
+
 void dp_free(par_dp *d) {
+    if (d->d_buf) d->be->free(d->d_buf);
     free(d->h_buf);
     free(d->h_shard);
     if (d->d_shard) d->be->free(d->d_shard);
@@ -62,6 +91,7 @@ static void gather_slices(par_dp *d, const float *slice, float *full_backend) {
 int dp_step(par_dp *d, adamw_state *opt, const adamw_hparams *h, float lr, float *params, float *grads, double *gnorm) {
     if (d->W == 1) return adamw_step(opt, h, lr, params, grads, gnorm);
     const osp_backend *be = d->be;
+    if (d->nccl) return step_nccl(d, opt, h, lr, params, grads, gnorm);
     if (d->shard != PAR_SHARD_OPTIMIZER) {
         if (d->host) {
             par_allreduce(d->g, grads, d->n, PAR_F32, PAR_SUM);

@@ -21,6 +21,7 @@
 #include "model/ops.h"
 #include "optim/adamw.h"
 #include "parallel/comm.h"
+#include "parallel/comm_nccl.h"
 #include "parallel/mesh.h"
 
 typedef struct {
@@ -34,10 +35,15 @@ typedef struct {
     float *h_buf;         /* host staging: n (none) or W·S (optimizer) */
     float *h_shard;       /* host, S */
     float *d_shard;       /* backend, S: the reduced gradient slice */
+    par_nccl *nccl;       /* GPU transport (NULL: MPI on host memory) */
+    float *d_buf;         /* backend, W·S (ZeRO-1 over NCCL): padded gradient / gathered parameters */
 } par_dp;
 
 void dp_init(par_dp *d, par_group *g, par_shard shard, const osp_backend *be, int64_t n);
 void dp_free(par_dp *d);
+/* Move the reductions of dp_step to NCCL on device buffers (a CUDA backend, one GPU per
+ * rank); the checkpoint gathers stay on the host path. */
+void dp_use_nccl(par_dp *d, par_nccl *c);
 
 /* Sum a backend buffer of n floats over the group, in place. */
 void dp_allreduce_backend(par_dp *d, float *buf, int64_t n);

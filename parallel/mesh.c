@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "parallel/comm_nccl.h"
 #include "parallel/mpi_boot.h"
 #include "parallel/watchdog.h"
 
@@ -40,8 +41,8 @@ int mesh_check(const par_mesh_spec *s, int world, char *err, size_t errlen) {
         BAD("parallel.sp / parallel.ssp: sequence parallelism is not implemented yet (use sp: 1, ssp: 1 and dp ranks)");
     if (!strcmp(s->shard, "full"))
         BAD("parallel.shard: full (ZeRO-3, sharded parameters) is not implemented yet; use none or optimizer");
-    if (!strcmp(s->transport, "nccl"))
-        BAD("parallel.transport: nccl is not available yet (GPU tensors go through host memory); use mpi or auto");
+    if (!strcmp(s->transport, "nccl") && !par_nccl_available())
+        BAD("parallel.transport: nccl is not available (osp was built without NCCL); use mpi or auto");
     if (s->timeout_s < 0) BAD("parallel.timeout_s: must be >= 0 (0 = no watchdog), got %g", s->timeout_s);
     return 0;
 }
@@ -86,5 +87,5 @@ void mesh_free(par_mesh *m) {
 void mesh_describe(const par_mesh *m, char *buf, size_t len) {
     static const char *sh[] = {"none", "optimizer", "full"};
     snprintf(buf, len, "world %d = dp %d x ssp %d x sp %d, shard %s, transport %s", m->world, m->dp, m->ssp, m->sp,
-             sh[m->shard], "mpi");
+             sh[m->shard], m->transport[0] ? m->transport : "mpi");
 }

@@ -31,6 +31,7 @@ typedef struct {
     int dp, sp, ssp;             /* sizes */
     int dp_rank, sp_rank, ssp_rank;
     par_shard shard;
+    char transport[8];           /* what the collectives of training use: "mpi" or "nccl" */
     par_group *world_g, *dp_g, *sp_g, *ssp_g, *seq_g; /* seq = ssp × sp */
 } par_mesh;
 

@@ -14,7 +14,7 @@
 
 #include "core/common.h"
 
-static par_world g_world = {false, 0, 1, 0, 1, ""};
+static par_world g_world = {false, 0, 1, 0, 1, 0, ""};
 static bool g_booted;
 
 static bool env_set(const char *k) {
@@ -92,6 +92,7 @@ static void pick_gpu(void) {
         if (d) closedir(d);
         for (int i = 0; i < n; i++) snprintf(list[i], 32, "%d", i);
     }
+    g_world.gpus = n;
     if (n <= 1) return;
     setenv("CUDA_VISIBLE_DEVICES", list[g_world.local_rank % n], 1);
 }

@@ -18,6 +18,7 @@ typedef struct {
     bool mpi;                 /* MPI_Init was called (a launcher started us) */
     int rank, size;           /* world */
     int local_rank, local_size; /* ranks on this node */
+    int gpus;                 /* GPUs this node shows (CUDA_VISIBLE_DEVICES or /dev/nvidiaN), before the pick */
     char host[64];
 } par_world;
 

@@ -53,6 +53,7 @@ typedef struct {
      * (data/dataset.h), and draws their random numbers by g, as one process would */
     par_mesh mesh;
     par_dp dp;
+    par_nccl *nccl;      /* GPU collectives of the dp group (NULL: MPI through host memory) */
     int ndp, rdp;        /* dp size and this rank's dp index */
 } trainer;
 
@@ -138,6 +139,25 @@ static double validate(trainer *t) {
     return nb ? s / nb : NAN;
 }
 
+/* Gradients on a GPU travel by NCCL when every rank has a GPU of its own (parallel.transport
+ * auto or nccl), otherwise through host memory over MPI (ranks sharing a GPU, the CPU). */
+static void choose_transport(trainer *t) {
+    const par_world *pw = par_world_get();
+    const char *tr = t->cfg.parallel.transport;
+    bool gpu = strcmp(t->be->name, "cpu") != 0, own_gpu = pw->local_size <= pw->gpus;
+    snprintf(t->mesh.transport, sizeof t->mesh.transport, "mpi");
+    if (t->ndp == 1) return;
+    if (!strcmp(tr, "nccl") && !gpu)
+        osp_die("parallel.transport: nccl needs the CUDA backend (this run uses the %s backend)", t->be->name);
+    if (!strcmp(tr, "nccl") && !own_gpu)
+        osp_die("parallel.transport: nccl needs one GPU per rank, but %d ranks share %d GPU(s) on %s; use mpi",
+                pw->local_size, pw->gpus, pw->host);
+    if (!gpu || !(!strcmp(tr, "nccl") || (!strcmp(tr, "auto") && par_nccl_available() && own_gpu))) return;
+    char err[512];
+    if (!(t->nccl = par_nccl_init(t->mesh.dp_g, err, sizeof err))) osp_die("%s", err);
+    snprintf(t->mesh.transport, sizeof t->mesh.transport, "nccl");
+}
+
 /* HiF8 delayed scaling under dp: each rank recorded the amax of its own samples this step;
  * the max over ranks is the global batch's amax, so after this every rank holds the history
  * one process would (the history's length/count/position entries agree already). Current
@@ -207,6 +227,7 @@ int cmd_train(int argc, char **argv) {
     /* the rank's GPU is chosen in par_boot (CUDA_VISIBLE_DEVICES); with the backend as an
      * instance this becomes osp_backend_cuda_init(local_rank % gpus, &options) */
     t->be = cli_backend(c->device);
+    choose_transport(t);
     /* read per call by the CUDA attention (model/cuda/cudnn.cu): keep the backward on
      * osp's deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
     if (tc->deterministic) setenv("OSP_DETERMINISTIC", "1", 1);
@@ -261,6 +282,7 @@ int cmd_train(int argc, char **argv) {
     /* every rank loaded the same full state; ZeRO-1 keeps only its slice */
     dp_init(&t->dp, t->mesh.dp_g, t->mesh.shard, t->be, wan_arena_floats(t->m));
     dp_shard_optimizer(&t->dp, &t->opt);
+    if (t->nccl) dp_use_nccl(&t->dp, t->nccl);
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
     if (t->mesh.rank == 0)
         metrics_open(path, resume ? step : -1);
@@ -363,6 +385,7 @@ int cmd_train(int argc, char **argv) {
             save_ckpt(t, step);
             metrics_close();
             dp_free(&t->dp);
+            par_nccl_free(t->nccl);
             mesh_free(&t->mesh);
             return 0;
         }
@@ -373,6 +396,7 @@ int cmd_train(int argc, char **argv) {
            (long long)step, osp_now() - t_start, last_loss, last_val, c->run_dir);
     adamw_free(&t->opt);
     dp_free(&t->dp);
+    par_nccl_free(t->nccl);
     mesh_free(&t->mesh);
     wan_free(t->m);
     dataset_close(t->train);
