@@ -6,7 +6,8 @@
 #     AdamW moments within 1e-5 relative (||a-b||/||b||, fp32 on the CPU: the summation order of
 #     the gradient reduction is the only difference; measured ~3e-9 on losses, ~2e-7 on weights).
 #  2. A SIGUSR1 on rank 2 of 4 (ZeRO-1) makes all ranks save at the same step and exit 0; the
-#     run resumes at -np 2 (shard none) and as one process and continues the reference.
+#     run resumes at -np 2 (shard none) and as one process and continues the reference, and
+#     at -np 4 (ZeRO-1) bit for bit as the uninterrupted -np 4 run (losses and files).
 #  3. A rank that stops answering: kill -9 of it ends the job non-zero, naming the rank, well
 #     within parallel.timeout_s; left alive, the watchdog of rank 0 ends the job after
 #     parallel.timeout_s with one line naming the collective, the group and the silent rank.
@@ -115,7 +116,16 @@ set -e
 [ $rc -eq 0 ] || { tail -5 sig.log; fail "signalled job exited $rc, expected 0"; }
 [ -f sig/checkpoints/step_00000005/DONE ] || fail "no complete checkpoint at step 5 after the signal"
 [ ! -e sig/checkpoints/step_00000010 ] || fail "the signalled job went on to step 10"
-cp -r sig sig2 && cp -r sig sig1
+cp -r sig sig2 && cp -r sig sig1 && cp -r sig sig4
+"${MPI[@]}" -np 4 "$OSP" train "${BASE[@]}" --set run_dir=sig4 --set parallel.shard=optimizer --resume >sig4.log 2>&1 ||
+    { tail -5 sig4.log; fail "resume at -np 4 failed"; }
+for f in model ema optim; do
+    cmp -s sig4/checkpoints/step_00000010/$f.safetensors np4_optimizer/checkpoints/step_00000010/$f.safetensors ||
+        fail "resume at the same world size (4, ZeRO-1): $f.safetensors is not bit-identical to the uninterrupted run"
+done
+cmp -s <(grep -o '"loss": [^,]*' sig4/metrics.jsonl) <(grep -o '"loss": [^,]*' np4_optimizer/metrics.jsonl) ||
+    fail "resume at the same world size: losses are not bit-identical"
+echo "ok   sig4: resumed at the same world size, bit-identical losses and files"
 "${MPI[@]}" -np 2 "$OSP" train "${BASE[@]}" --set run_dir=sig2 --resume >sig2.log 2>&1 || { tail -5 sig2.log; fail "resume at -np 2 failed"; }
 grep -q "continuing from .*step_00000005" sig2.log || fail "-np 2 did not resume from step 5"
 compare ref sig2 || fail "saved at 4 ranks (ZeRO-1), resumed at 2: differs from the uninterrupted run"
