@@ -1,8 +1,8 @@
 /*
  * bench/comm.c — `osp bench --comm`: bus bandwidth of the collectives of parallel/comm.h
  * (all-reduce, all-gather, reduce-scatter, all-to-all) over message sizes from 1 KiB up to
- * --max-bytes, on the MPI transport with host buffers, reported the way nccl-tests reports
- * them: size S in bytes (all-reduce: the buffer; all-gather: the gathered output;
+ * --max-bytes, on MPI with host buffers or (--transport nccl) NCCL with GPU buffers,
+ * reported the way nccl-tests reports them: size S in bytes (all-reduce: the buffer; all-gather: the gathered output;
  * reduce-scatter: the input; all-to-all: one rank's send buffer), time t = the slowest
  * rank's median over the timed calls (nccl-tests takes the mean; the median keeps a shared,
  * oversubscribed machine's descheduling out), algbw = S / t, and
@@ -19,15 +19,18 @@
 #include <time.h>
 
 #include "core/common.h"
+#include "model/ops.h"
 #include "parallel/comm.h"
+#include "parallel/comm_nccl.h"
 #include "parallel/mpi_boot.h"
 #include "parallel/watchdog.h"
 #include "train/cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: mpirun -np N osp bench --comm [--max-bytes B] [--iters N] [--json FILE]\n\n"
+    fprintf(f, "usage: mpirun -np N osp bench --comm [--transport mpi|nccl] [--max-bytes B] [--iters N]\n"
+               "                                  [--json FILE]\n\n"
                "Bus bandwidth (nccl-tests' busbw) of all-reduce, all-gather, reduce-scatter and all-to-all\n"
-               "on the MPI transport (host buffers), sizes 1 KiB x 4^k up to --max-bytes (default 64 MiB,\n"
+               "on MPI with host buffers (default) or NCCL with GPU buffers (one GPU per rank), sizes 1 KiB x 4^k up to --max-bytes (default 64 MiB,\n"
                "at most 1 GiB). Each size: 2 warm-up and --iters timed calls (default: fewer for big sizes);\n"
                "time = the slowest rank's median call.\n");
 }
@@ -35,8 +38,18 @@ static void usage(FILE *f) {
 typedef enum { C_AR, C_AG, C_RS, C_A2A, C_N } coll;
 static const char *coll_name[C_N] = {"all_reduce", "all_gather", "reduce_scatter", "all_to_all"};
 
-static void run_one(par_group *g, coll c, float *send, float *recv, int64_t elems) {
+static void run_one(par_group *g, par_nccl *nc, coll c, float *send, float *recv, int64_t elems) {
     int n = par_group_size(g);
+    if (nc) {
+        switch (c) {
+        case C_AR: par_nccl_allreduce(nc, send, elems, PAR_SUM); break;
+        case C_AG: par_nccl_allgather(nc, send, recv, elems / n); break;
+        case C_RS: par_nccl_reduce_scatter(nc, send, recv, elems / n); break;
+        case C_A2A: par_nccl_alltoall(nc, send, recv, elems / n); break;
+        default: break;
+        }
+        return;
+    }
     switch (c) {
     case C_AR: par_allreduce(g, send, elems, PAR_F32, PAR_SUM); break;
     case C_AG: par_allgather(g, send, recv, elems / n, PAR_F32); break;
@@ -59,7 +72,7 @@ static double median(double *x, int n) {
 int bench_comm(int argc, char **argv) {
     int64_t max_bytes = 64ll << 20;
     int iters_set = 0;
-    const char *json_path = NULL;
+    const char *json_path = NULL, *transport = "mpi";
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -69,6 +82,7 @@ int bench_comm(int argc, char **argv) {
         else if (!strcmp(a, "--max-bytes")) max_bytes = (int64_t)cli_double(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--iters")) iters_set = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--json")) json_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--transport")) transport = cli_value(argc, argv, &i);
         else osp_die("bench --comm: unknown option '%s' (see osp bench --comm --help)", a);
     }
     if (max_bytes < 1024 || max_bytes > (1ll << 30)) osp_die("bench --comm: --max-bytes must be in [1 KiB, 1 GiB]");
@@ -77,10 +91,23 @@ int bench_comm(int argc, char **argv) {
     par_group *g = par_group_world();
     int n = par_group_size(g);
     wd_start(300);
+    bool nccl = !strcmp(transport, "nccl");
+    if (!nccl && strcmp(transport, "mpi")) osp_die("bench --comm: --transport must be mpi or nccl, got '%s'", transport);
+    const osp_backend *be = NULL;
+    par_nccl *nc = NULL;
+    if (nccl) {
+        char err[512];
+        if (!(be = osp_backend_cuda())) {
+            if (w->rank != 0) par_barrier(g); /* rank 0 says it once; its abort ends the barrier */
+            osp_die("bench --comm --transport nccl: no GPU visible (or built without CUDA)");
+        }
+        if (!(nc = par_nccl_init(g, err, sizeof err))) osp_die("%s", err);
+    }
     char date[64];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    printf("osp bench --comm: %d rank(s) on %s, transport mpi (host buffers), fp32, %s\n", n, w->host, date);
+    const char *tdesc = nccl ? "nccl (GPU buffers)" : "mpi (host buffers)";
+    printf("osp bench --comm: %d rank(s) on %s, transport %s, fp32, %s\n", n, w->host, tdesc, date);
     printf("%-15s %12s %10s %10s %12s %12s\n", "collective", "bytes", "iters", "time_us", "algbw_GB/s",
            "busbw_GB/s");
     int64_t max_elems = max_bytes / 4;
@@ -91,6 +118,13 @@ int bench_comm(int argc, char **argv) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         send[i] = (float)((s >> 40) * (1.0 / 16777216.0) - 0.5);
     }
+    float *h_send = send;
+    if (nccl) { /* the same values, in device memory */
+        send = be->alloc(sizeof(float) * (size_t)max_elems);
+        be->upload(send, h_send, sizeof(float) * (size_t)max_elems);
+        free(recv);
+        recv = be->alloc(sizeof(float) * (size_t)max_elems);
+    }
     json_t *rows = json_array();
     for (int c = 0; c < C_N; c++) {
         for (int64_t bytes = 1024; bytes <= max_bytes; bytes *= 4) {
@@ -98,12 +132,12 @@ int bench_comm(int argc, char **argv) {
             elems -= elems % n;
             if (elems < n) continue;
             int iters = iters_set ? iters_set : (int)(bytes <= (1 << 20) ? 50 : bytes <= (16 << 20) ? 10 : 4);
-            for (int k = 0; k < 2; k++) run_one(g, (coll)c, send, recv, elems);
+            for (int k = 0; k < 2; k++) run_one(g, nc, (coll)c, send, recv, elems);
             par_barrier(g);
             double ts[64];
             for (int k = 0; k < iters; k++) {
                 double t0 = osp_now();
-                run_one(g, (coll)c, send, recv, elems);
+                run_one(g, nc, (coll)c, send, recv, elems);
                 ts[k] = osp_now() - t0;
             }
             double t = par_max_f64(g, median(ts, iters));
@@ -118,7 +152,7 @@ int bench_comm(int argc, char **argv) {
     }
     if (json_path && w->rank == 0) {
         json_t *root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o}", "bench", "comm", "ranks", n, "host", w->host,
-                                 "date", date, "transport", "mpi (host buffers)", "results", rows);
+                                 "date", date, "transport", tdesc, "results", rows);
         char err[512], *txt = json_dumps(root, JSON_INDENT(2));
         if (osp_write_atomic(json_path, txt, strlen(txt), err, sizeof err)) osp_die("%s", err);
         free(txt);
@@ -127,8 +161,15 @@ int bench_comm(int argc, char **argv) {
     } else {
         json_decref(rows);
     }
-    free(send);
-    free(recv);
+    if (nccl) {
+        be->free(send);
+        be->free(recv);
+        free(h_send);
+        par_nccl_free(nc);
+    } else {
+        free(send);
+        free(recv);
+    }
     wd_stop();
     return 0;
 }
