@@ -21,6 +21,7 @@
 #include "parallel/dp.h"
 #include "parallel/mesh.h"
 #include "parallel/mpi_boot.h"
+#include "parallel/watchdog.h"
 #include "train/checkpoint.h"
 #include "train/flow.h"
 #include "train/metrics.h"
@@ -185,7 +186,12 @@ static void save_ckpt(trainer *t, int64_t step) {
         ckpt_save(t->cfg.run_dir, t->m, &full, &st, &t->cfg, t->cfg.train.keep_last, err, sizeof err))
         osp_die("checkpoint: %s", err);
     if (owned) adamw_free(&full);
+    /* the others wait while rank 0 writes: a big checkpoint may take longer than a collective
+     * is allowed to, so this one wait gets an hour more */
+    double to = wd_timeout();
+    if (to > 0) wd_set_timeout(to + 3600);
     par_barrier(t->mesh.world_g);
+    wd_set_timeout(to);
     metrics_note("checkpoint step %lld saved in %.2f s -> %s/checkpoints/step_%08lld", (long long)step,
                  osp_now() - t0, t->cfg.run_dir, (long long)step);
 }
