@@ -35,7 +35,9 @@ static void usage(FILE *f) {
                "latents. Without CONFIG the built-in tiny demo config is used.\n"
                "  --init CKPT   start from a Wan2.1 checkpoint (any key layout; missing keys keep the init)\n"
                "  --resume      continue from the newest complete checkpoint in run_dir (bit-exact)\n"
-               "SIGTERM / SIGUSR1 save a checkpoint and exit 0 (SLURM preemption).\n\nconfig keys:\n");
+               "SIGTERM / SIGUSR1 save a checkpoint and exit 0 (SLURM preemption).\n"
+               "Under mpirun/srun the ranks train data-parallel (parallel.* keys; README, Running on\n"
+               "several ranks); train.batch_size stays the global batch.\n\nconfig keys:\n");
     config_print_keys(f);
 }
 
