@@ -175,6 +175,15 @@ static void sync_quant_history(trainer *t) {
     free(q);
 }
 
+/* A barrier where ranks legitimately wait long (rank 0 writing a big checkpoint, ranks
+ * loading one at start): the watchdog allows an hour more than for a collective. */
+static void slow_barrier(trainer *t) {
+    double to = wd_timeout();
+    if (to > 0) wd_set_timeout(to + 3600);
+    par_barrier(t->mesh.world_g);
+    wd_set_timeout(to);
+}
+
 /* One checkpoint format at every world size: rank 0 writes the full tensors (ZeRO-1 shards
  * are gathered first), the others wait for it, so a run saved at N ranks resumes at M. */
 static void save_ckpt(trainer *t, int64_t step) {
@@ -188,12 +197,7 @@ static void save_ckpt(trainer *t, int64_t step) {
         ckpt_save(t->cfg.run_dir, t->m, &full, &st, &t->cfg, t->cfg.train.keep_last, err, sizeof err))
         osp_die("checkpoint: %s", err);
     if (owned) adamw_free(&full);
-    /* the others wait while rank 0 writes: a big checkpoint may take longer than a collective
-     * is allowed to, so this one wait gets an hour more */
-    double to = wd_timeout();
-    if (to > 0) wd_set_timeout(to + 3600);
-    par_barrier(t->mesh.world_g);
-    wd_set_timeout(to);
+    slow_barrier(t); /* the others wait while rank 0 writes */
     metrics_note("checkpoint step %lld saved in %.2f s -> %s/checkpoints/step_%08lld", (long long)step,
                  osp_now() - t0, t->cfg.run_dir, (long long)step);
 }
@@ -291,6 +295,7 @@ int cmd_train(int argc, char **argv) {
     dp_init(&t->dp, t->mesh.dp_g, t->mesh.shard, t->be, wan_arena_floats(t->m));
     dp_shard_optimizer(&t->dp, &t->opt);
     if (t->nccl) dp_use_nccl(&t->dp, t->nccl);
+    slow_barrier(t); /* everyone built and loaded before the first timed collective */
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
     if (t->mesh.rank == 0)
         metrics_open(path, resume ? step : -1);
