@@ -50,7 +50,9 @@ static void report(void) {
         if (seen < g_seq && len + 16 < sizeof who) len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", len ? ", " : "", wr);
     }
     char tail[640];
-    if (len)
+    if (!g_peer)
+        snprintf(tail, sizeof tail, "no shared-memory table: the unresponsive rank(s) are unknown");
+    else if (len)
         snprintf(tail, sizeof tail, "rank(s) %s unresponsive%s", who, unknown ? ", ranks on other nodes unknown" : "");
     else if (unknown)
         snprintf(tail, sizeof tail, "the unresponsive rank is on another node");
