@@ -106,6 +106,21 @@ int par_group_size(const par_group *g) { return g->size; }
 const char *par_group_name(const par_group *g) { return g->name; }
 const par_stats *par_group_stats(const par_group *g) { return &g->stats; }
 
+void par_stats_format(const par_group *g, char *buf, size_t len) {
+    size_t o = (size_t)snprintf(buf, len, "%s:", g->name);
+    bool any = false;
+    for (int k = 0; k < PAR_K_COUNT && o < len; k++) {
+        if (!g->stats.calls[k]) continue;
+        double b = (double)g->stats.bytes[k];
+        const char *u = b >= 1e9 ? "GB" : b >= 1e6 ? "MB" : b >= 1e3 ? "kB" : "B";
+        double v = b >= 1e9 ? b / 1e9 : b >= 1e6 ? b / 1e6 : b >= 1e3 ? b / 1e3 : b;
+        o += (size_t)snprintf(buf + o, len - o, "%s %s %lld calls, %.1f %s", any ? ";" : "", par_kind_name((par_kind)k),
+                              (long long)g->stats.calls[k], v, u);
+        any = true;
+    }
+    if (!any && o < len) snprintf(buf + o, len - o, " none");
+}
+
 static void count(par_group *g, par_kind k, int64_t bytes) {
     g->stats.calls[k]++;
     g->stats.bytes[k] += bytes;

@@ -49,6 +49,8 @@ int par_group_size(const par_group *g);
 const char *par_group_name(const par_group *g);
 const par_stats *par_group_stats(const par_group *g);
 const char *par_kind_name(par_kind k);
+/* "dp: all_reduce 100 x 16.3 MB, barrier 3 x 0 B" (kinds never called are left out). */
+void par_stats_format(const par_group *g, char *buf, size_t len);
 size_t par_dtype_size(par_dtype t);
 
 /* In place over `count` elements. */

@@ -404,6 +404,12 @@ int cmd_train(int argc, char **argv) {
         }
         if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == tc->steps) save_ckpt(t, step);
     }
+    if (t->mesh.world > 1) { /* what this rank (0) sent, by group and kind */
+        char a[512], b[512];
+        par_stats_format(t->mesh.world_g, a, sizeof a);
+        par_stats_format(t->mesh.dp_g, b, sizeof b);
+        metrics_note("communication of rank 0 (transport %s): %s | %s", t->mesh.transport, a, b);
+    }
     metrics_close();
     printf("done: %lld steps in %.1f s; final train loss %.5f, validation loss %.5f; checkpoints in %s/checkpoints\n",
            (long long)step, osp_now() - t_start, last_loss, last_val, c->run_dir);
