@@ -13,6 +13,7 @@
 #     parallel.timeout_s with one line naming the collective, the group and the silent rank.
 #     Either way the last complete checkpoint loads and training continues from it.
 #  4. Bad meshes and launches are one line `osp: error: ...` and a non-zero exit.
+#  5. `osp sample` under mpirun (rank 0 alone) writes the GIF one process writes.
 # Env: OSP (binary), PY (python3 with numpy), TMPROOT (scratch root); OSP_TEST_DEVICE (default
 # cpu; cuda: the ranks share the machine's GPU(s), gradients through host memory over MPI, plus
 # an NCCL case when there are 2+ GPUs; tolerances LOSS_TOL / WEIGHT_TOL, see test_mpi_dp_gpu.sh).
@@ -191,4 +192,10 @@ bad "does not divide model.num_heads" "${MPI[@]}" -np 3 "$OSP" train "${BASE[@]}
 bad "needs model.attention.mode: hybrid" "${MPI[@]}" -np 2 "$OSP" train "${BASE[@]}" --set run_dir=bad --set parallel.ssp=2
 bad "parallel.shard: full" "${MPI[@]}" -np 2 "$OSP" train "${BASE[@]}" --set run_dir=bad --set parallel.shard=full
 bad "parallel.shard: expected one of" "$OSP" train "${BASE[@]}" --set run_dir=bad --set parallel.shard=zero
+echo "== osp sample under mpirun: rank 0 samples alone, the same GIF as one process"
+"$OSP" sample ref/config.yaml --ckpt ref --prompt "red circle moving left" --steps 3 --out samp1 >samp1.log 2>&1 ||
+    { tail -3 samp1.log; fail "osp sample failed"; }
+"${MPI[@]}" -np 2 "$OSP" sample ref/config.yaml --ckpt ref --prompt "red circle moving left" --steps 3 --out samp2 \
+    >samp2.log 2>&1 || { tail -3 samp2.log; fail "osp sample under mpirun failed"; }
+cmp -s samp1/red_circle_moving_left.gif samp2/red_circle_moving_left.gif || fail "mpirun osp sample: a different GIF"
 echo "test_mpi_dp: all checks passed"
