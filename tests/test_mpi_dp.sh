@@ -21,6 +21,8 @@ set -euo pipefail
 : "${OSP:?set OSP to the osp binary}" "${PY:=python3}" "${TMPROOT:=/tmp}"
 command -v mpirun >/dev/null || { echo "FAIL: mpirun not found (install openmpi-bin)"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# containers without ptrace rights break shared-memory single-copy; plain copies always work
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 # ranks outnumber the cores here: waiting ranks yield instead of spinning
 export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_rmaps_base_oversubscribe=1
 MPI=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x OMPI_MCA_mpi_yield_when_idle)

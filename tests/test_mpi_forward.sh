@@ -10,6 +10,8 @@ set -euo pipefail
 SRC=${SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 command -v mpirun >/dev/null || { echo "FAIL: mpirun not found (install openmpi-bin)"; exit 1; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
+# containers without ptrace rights break shared-memory single-copy; plain copies always work
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPI=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x OMPI_MCA_mpi_yield_when_idle)
 mkdir -p "$TMPROOT"
 W=$(mktemp -d "$TMPROOT/mpi_forward.XXXXXX")
