@@ -30,9 +30,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: mpirun -np N osp bench --comm [--transport mpi|nccl] [--max-bytes B] [--iters N]\n"
                "                                  [--json FILE]\n\n"
                "Bus bandwidth (nccl-tests' busbw) of all-reduce, all-gather, reduce-scatter and all-to-all\n"
-               "on MPI with host buffers (default) or NCCL with GPU buffers (one GPU per rank), sizes 1 KiB x 4^k up to --max-bytes (default 64 MiB,\n"
-               "at most 1 GiB). Each size: 2 warm-up and --iters timed calls (default: fewer for big sizes);\n"
-               "time = the slowest rank's median call.\n");
+               "on MPI with host buffers (default) or NCCL with GPU buffers (one GPU per rank), sizes\n"
+               "1 KiB x 4^k up to --max-bytes (default 64 MiB, at most 1 GiB). Each size: 2 warm-up and\n"
+               "--iters timed calls (default: fewer for big sizes); time = the slowest rank's median call.\n");
 }
 
 typedef enum { C_AR, C_AG, C_RS, C_A2A, C_N } coll;
