@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/comm.h"
 #include "bench/util.h"
 #include "train/cli.h"
 #include "core/common.h"
@@ -35,7 +36,8 @@ static const struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: osp bench [--device cpu|cuda|auto] [--quick] [--only SECTION[,SECTION...]]\n"
-            "                 [--json FILE] [--repeat N] [--seed S]\n\n"
+            "                 [--json FILE] [--repeat N] [--seed S]\n"
+            "       mpirun -np N osp bench --comm [--max-bytes B] [--iters N] [--json FILE]   (collective busbw)\n\n"
             "Times ops, attention and DiT steps on one device and prints one table per section.\n"
             "Each number is the median of N timed runs (default 3 on the CPU, 5 on CUDA; model-level\n"
             "sections use at most 3 unless --repeat is given) after one warm-up run.\n\n"
@@ -80,6 +82,8 @@ int cmd_bench(int argc, char **argv) {
     bool quick = false, want[NSECTIONS] = {false}, any = false;
     int repeat = 0;
     uint64_t seed = 1;
+    for (int i = 0; i < argc; i++) /* communication bandwidth across ranks: its own options */
+        if (!strcmp(argv[i], "--comm")) return bench_comm(argc, argv);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {

@@ -29,9 +29,13 @@ void adamw_free(adamw_state *s) {
 }
 
 int adamw_step(adamw_state *s, const adamw_hparams *h, float lr, float *params, const float *grads, double *gnorm) {
-    const osp_backend *be = s->be;
-    double norm = sqrt(be->sumsq(grads, s->n));
+    double norm = sqrt(s->be->sumsq(grads, s->n));
     *gnorm = norm;
+    return adamw_step_norm(s, h, lr, params, grads, norm);
+}
+
+int adamw_step_norm(adamw_state *s, const adamw_hparams *h, float lr, float *params, const float *grads, double norm) {
+    const osp_backend *be = s->be;
     if (!isfinite(norm)) {
         s->skipped_total++;
         s->skipped_run++;

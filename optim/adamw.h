@@ -33,6 +33,10 @@ void adamw_free(adamw_state *s);
 /* One update. Returns 0 when applied, 1 when skipped because the gradient norm is not
  * finite. *gnorm receives the global L2 norm of the (unclipped) gradients. */
 int adamw_step(adamw_state *s, const adamw_hparams *h, float lr, float *params, const float *grads, double *gnorm);
+/* The same update given the global gradient norm (computed by the caller, e.g. over the
+ * shards of all data-parallel ranks): clipping and the non-finite skip use `norm`, so every
+ * rank takes the same decision. With ZeRO-1, s holds one shard and params/grads point at it. */
+int adamw_step_norm(adamw_state *s, const adamw_hparams *h, float lr, float *params, const float *grads, double norm);
 
 /* Learning rate at `step` (0-based): linear warm-up over `warmup` steps to lr, then
  * constant, or cosine decay to min_lr at total_steps. */

@@ -17,6 +17,7 @@
 #include "data/shapes.h"
 #include "core/common.h"
 #include "model/io/wan_io.h"
+#include "parallel/mpi_boot.h"
 #include "train/checkpoint.h"
 #include "train/flow.h"
 
@@ -88,6 +89,9 @@ int cmd_sample(int argc, char **argv) {
     double shift = -1, cfgw = -1;
     const char *solver = NULL;
     bool ema = false;
+    /* sampling is not split over ranks yet: under mpirun/srun rank 0 samples alone (the other
+     * ranks would write the same files at the same time) */
+    if (par_boot()->rank != 0) return 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {

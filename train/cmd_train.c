@@ -18,6 +18,10 @@
 #include "core/common.h"
 #include "model/io/wan_io.h"
 #include "optim/adamw.h"
+#include "parallel/dp.h"
+#include "parallel/mesh.h"
+#include "parallel/mpi_boot.h"
+#include "parallel/watchdog.h"
 #include "train/checkpoint.h"
 #include "train/flow.h"
 #include "train/metrics.h"
@@ -31,7 +35,9 @@ static void usage(FILE *f) {
                "latents. Without CONFIG the built-in tiny demo config is used.\n"
                "  --init CKPT   start from a Wan2.1 checkpoint (any key layout; missing keys keep the init)\n"
                "  --resume      continue from the newest complete checkpoint in run_dir (bit-exact)\n"
-               "SIGTERM / SIGUSR1 save a checkpoint and exit 0 (SLURM preemption).\n\nconfig keys:\n");
+               "SIGTERM / SIGUSR1 save a checkpoint and exit 0 (SLURM preemption).\n"
+               "Under mpirun/srun the ranks train data-parallel (parallel.* keys; README, Running on\n"
+               "several ranks); train.batch_size stays the global batch.\n\nconfig keys:\n");
     config_print_keys(f);
 }
 
@@ -46,6 +52,12 @@ typedef struct {
     int64_t n;          /* latent elements per sample */
     float *h_x, *h_eps, *h_t, *h_tgt, *h_text, *sigma, *tsteps;
     float *d_x, *d_tgt, *d_text, *d_pred;
+    /* data parallelism: this rank holds samples g = i·dp + dp_rank of each global batch
+     * (data/dataset.h), and draws their random numbers by g, as one process would */
+    par_mesh mesh;
+    par_dp dp;
+    par_nccl *nccl;      /* GPU collectives of the dp group (NULL: MPI through host memory) */
+    int ndp, rdp;        /* dp size and this rank's dp index */
 } trainer;
 
 static void alloc_batch(trainer *t, int B, int C, int T, int H, int W) {
@@ -93,7 +105,11 @@ static double run_micro(trainer *t, const osp_batch *b, const float *sigma, uint
                         bool grads) {
     const osp_backend *be = t->be;
     int B = b->B;
-    flow_randn(t->h_eps, B * t->n, noise_key);
+    if (t->ndp == 1)
+        flow_randn(t->h_eps, B * t->n, noise_key);
+    else /* sample i is the global sample i·W + R: its slice of the batch's noise stream */
+        for (int i = 0; i < B; i++)
+            flow_randn_at(t->h_eps + (int64_t)i * t->n, t->n, noise_key, ((int64_t)i * t->ndp + t->rdp) * t->n);
     flow_make_pair(t->h_x, t->h_tgt, b->latents, t->h_eps, sigma, B, t->n);
     for (int i = 0; i < B; i++) t->tsteps[i] = 1000.0f * sigma[i];
     be->upload(t->d_x, t->h_x, sizeof(float) * B * t->n);
@@ -117,19 +133,71 @@ static double validate(trainer *t) {
         osp_batch b;
         if (dataset_next(t->val, &b, err, sizeof err)) osp_die("%s", err);
         stage_batch(t, &b, dataset_path(t->val));
-        for (int i = 0; i < b.B; i++) t->sigma[i] = (i + 0.5f) / b.B;
+        for (int i = 0; i < b.B; i++) t->sigma[i] = (i * t->ndp + t->rdp + 0.5f) / (b.B * t->ndp);
         s += run_micro(t, &b, t->sigma, flow_key(t->cfg.seed, 0x7a1, (uint64_t)v), 1.0f, false);
         nb++;
     }
+    /* each rank's mean over its equal share of every batch: the global mean is their mean */
+    if (t->ndp > 1) s = par_sum_f64(t->dp.g, s) / t->ndp;
     return nb ? s / nb : NAN;
 }
 
+/* Gradients on a GPU travel by NCCL when every rank has a GPU of its own (parallel.transport
+ * auto or nccl), otherwise through host memory over MPI (ranks sharing a GPU, the CPU). */
+static void choose_transport(trainer *t) {
+    const par_world *pw = par_world_get();
+    const char *tr = t->cfg.parallel.transport;
+    bool gpu = strcmp(t->be->name, "cpu") != 0, own_gpu = pw->local_size <= pw->gpus;
+    snprintf(t->mesh.transport, sizeof t->mesh.transport, "mpi");
+    if (t->ndp == 1) return;
+    if (!strcmp(tr, "nccl") && !gpu)
+        osp_die("parallel.transport: nccl needs the CUDA backend (this run uses the %s backend)", t->be->name);
+    if (!strcmp(tr, "nccl") && !own_gpu)
+        osp_die("parallel.transport: nccl needs one GPU per rank, but %d ranks share %d GPU(s) on %s; use mpi",
+                pw->local_size, pw->gpus, pw->host);
+    if (!gpu || !(!strcmp(tr, "nccl") || (!strcmp(tr, "auto") && par_nccl_available() && own_gpu))) return;
+    char err[512];
+    if (!(t->nccl = par_nccl_init(t->mesh.dp_g, err, sizeof err))) osp_die("%s", err);
+    snprintf(t->mesh.transport, sizeof t->mesh.transport, "nccl");
+}
+
+/* HiF8 delayed scaling under dp: each rank recorded the amax of its own samples this step;
+ * the max over ranks is the global batch's amax, so after this every rank holds the history
+ * one process would (the history's length/count/position entries agree already). Current
+ * scaling takes each tensor's amax on the fly, per rank (notes/parallel.md). */
+static void sync_quant_history(trainer *t) {
+    int64_t nq = wan_quant_state_size(t->m);
+    if (!nq || strcmp(t->cfg.quant.scaling, "delayed")) return;
+    float *q = osp_malloc(sizeof(float) * nq);
+    wan_quant_state_get(t->m, q);
+    par_allreduce(t->dp.g, q, nq, PAR_F32, PAR_MAX);
+    wan_quant_state_set(t->m, q);
+    free(q);
+}
+
+/* A barrier where ranks legitimately wait long (rank 0 writing a big checkpoint, ranks
+ * loading one at start): the watchdog allows an hour more than for a collective. */
+static void slow_barrier(trainer *t) {
+    double to = wd_timeout();
+    if (to > 0) wd_set_timeout(to + 3600);
+    par_barrier(t->mesh.world_g);
+    wd_set_timeout(to);
+}
+
+/* One checkpoint format at every world size: rank 0 writes the full tensors (ZeRO-1 shards
+ * are gathered first), the others wait for it, so a run saved at N ranks resumes at M. */
 static void save_ckpt(trainer *t, int64_t step) {
     char err[1024];
     train_state st = {step, dataset_position(t->train), (uint64_t)t->cfg.seed};
     double t0 = osp_now();
-    if (ckpt_save(t->cfg.run_dir, t->m, &t->opt, &st, &t->cfg, t->cfg.train.keep_last, err, sizeof err))
+    adamw_state full;
+    bool owned;
+    dp_full_optimizer(&t->dp, &t->opt, &full, &owned);
+    if (t->mesh.rank == 0 &&
+        ckpt_save(t->cfg.run_dir, t->m, &full, &st, &t->cfg, t->cfg.train.keep_last, err, sizeof err))
         osp_die("checkpoint: %s", err);
+    if (owned) adamw_free(&full);
+    slow_barrier(t); /* the others wait while rank 0 writes */
     metrics_note("checkpoint step %lld saved in %.2f s -> %s/checkpoints/step_%08lld", (long long)step,
                  osp_now() - t0, t->cfg.run_dir, (long long)step);
 }
@@ -160,20 +228,39 @@ int cmd_train(int argc, char **argv) {
     osp_config *c = &t->cfg;
     const osp_train_cfg *tc = &c->train;
     char err[1024], path[4200];
-    /* the CUDA options carry train.deterministic: the attention backward stays on osp's
-     * deterministic kernels so a resumed run repeats the uninterrupted one bit for bit */
+    /* ranks: a plain run is a world of one and touches no MPI */
+    par_boot();
+    wan_config wc0 = cli_wan_config(c);
+    par_mesh_spec ms = {c->parallel.dp, c->parallel.sp, c->parallel.ssp, wc0.num_heads, wc0.hybrid,
+                        wc0.sparse_ratio, tc->batch_size, c->parallel.shard, c->parallel.transport,
+                        (double)c->parallel.timeout_s};
+    mesh_init(&t->mesh, &ms);
+    t->ndp = t->mesh.dp, t->rdp = t->mesh.dp_rank;
+    /* the rank's GPU is chosen in par_boot (CUDA_VISIBLE_DEVICES holds the node-local rank's
+     * card), so the instance is made for device 0 of what this rank sees. The CUDA options carry
+     * train.deterministic: the attention backward stays on osp's deterministic kernels so a
+     * resumed run repeats the uninterrupted one bit for bit. */
     osp_cuda_options cuda = cli_cuda_options(c);
     t->be = cli_backend(c->device, 0, &cuda);
-    if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);
+    choose_transport(t);
+    if (t->mesh.rank == 0 && (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)))
+        osp_die("run_dir %s: cannot create or write", c->run_dir);
     printf("osp train — config %s, backend %s\n", c->source[0] ? c->source : "(built-in defaults)", t->be->name);
+    if (t->mesh.world > 1) {
+        char desc[256];
+        mesh_describe(&t->mesh, desc, sizeof desc);
+        printf("ranks: %s; %d sample(s) per rank of the global batch %d\n", desc, tc->batch_size / t->ndp,
+               tc->batch_size);
+    }
     config_print(c, stdout);
     snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
-    if (config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
+    if (t->mesh.rank == 0 && config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
 
-    if (dataset_open(&t->train, c->data.train, 0, 1, (uint64_t)c->seed, tc->batch_size, c->data.prefetch, err,
+    int Bl = tc->batch_size / t->ndp; /* the global batch stays train.batch_size at any world size */
+    if (dataset_open(&t->train, c->data.train, t->rdp, t->ndp, (uint64_t)c->seed, Bl, c->data.prefetch, err,
                      sizeof err))
         osp_die("%s (hint: `osp data synth --out %s` makes the demo data)", err, c->data.train);
-    if (c->data.val[0] && dataset_open(&t->val, c->data.val, 0, 1, (uint64_t)c->seed, tc->batch_size, 0, err,
+    if (c->data.val[0] && dataset_open(&t->val, c->data.val, t->rdp, t->ndp, (uint64_t)c->seed, Bl, 0, err,
                                        sizeof err))
         osp_die("%s", err);
 
@@ -204,8 +291,16 @@ int cmd_train(int argc, char **argv) {
             printf("--resume: continuing from %s (step %lld)\n", dir, (long long)step);
         }
     }
+    /* every rank loaded the same full state; ZeRO-1 keeps only its slice */
+    dp_init(&t->dp, t->mesh.dp_g, t->mesh.shard, t->be, wan_arena_floats(t->m));
+    dp_shard_optimizer(&t->dp, &t->opt);
+    if (t->nccl) dp_use_nccl(&t->dp, t->nccl);
+    slow_barrier(t); /* everyone built and loaded before the first timed collective */
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
-    metrics_open(path, resume ? step : -1);
+    if (t->mesh.rank == 0)
+        metrics_open(path, resume ? step : -1);
+    else
+        metrics_quiet();
     printf("model: %lld parameters, %s attention, %s\n", (long long)np, wc.hybrid ? "hybrid" : "full",
            wc.quant ? "HiF8 fake-quantised GEMMs" : "fp32 GEMMs");
 
@@ -215,6 +310,11 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     const char *sig_at = getenv("OSP_TEST_SIGNAL_AT_STEP"); /* deterministic preemption for tests */
+    const char *sig_rank = getenv("OSP_TEST_SIGNAL_RANK");   /* ... on this world rank only */
+    if (sig_rank && atoi(sig_rank) != t->mesh.rank) sig_at = NULL;
+    const char *kill_at = getenv("OSP_TEST_HANG_AT_STEP");   /* fault tests: this rank stops answering */
+    const char *kill_rank = getenv("OSP_TEST_HANG_RANK");
+    if (!kill_rank || atoi(kill_rank) != t->mesh.rank) kill_at = NULL;
 
     bool cosine = !strcmp(tc->schedule, "cosine"), logit = !strcmp(tc->sigma_sampling, "logit_normal");
     double loss_win = 0, t_win = osp_now(), t_start = osp_now();
@@ -231,20 +331,38 @@ int cmd_train(int argc, char **argv) {
             stage_batch(t, &b, dataset_path(t->train));
             /* text dropout: the unconditional model that classifier-free guidance needs */
             for (int i = 0; i < b.B && tc->text_dropout > 0; i++)
-                if (flow_uniform(flow_key((uint64_t)c->seed, (uint64_t)step, 0xd709), (uint64_t)(mb * 65536 + i)) <
+                if (flow_uniform(flow_key((uint64_t)c->seed, (uint64_t)step, 0xd709),
+                                 (uint64_t)(mb * 65536 + i * t->ndp + t->rdp)) <
                     tc->text_dropout)
                     memset(t->h_text + (int64_t)i * c->model.text_len * c->model.text_dim, 0,
                            sizeof(float) * c->model.text_len * c->model.text_dim);
             for (int i = 0; i < b.B; i++)
-                t->sigma[i] = flow_train_sigma(logit, tc->logit_mean, tc->logit_std, tc->shift,
-                                               flow_key((uint64_t)c->seed, (uint64_t)step, (uint64_t)(mb * 65536 + i + 1)));
+                t->sigma[i] = flow_train_sigma(
+                    logit, tc->logit_mean, tc->logit_std, tc->shift,
+                    flow_key((uint64_t)c->seed, (uint64_t)step, (uint64_t)(mb * 65536 + i * t->ndp + t->rdp + 1)));
+            /* 1/(accum·W): the dp-summed gradient is the global batch's mean-loss gradient */
             loss += run_micro(t, &b, t->sigma, flow_key((uint64_t)c->seed, (uint64_t)step, (uint64_t)mb * 65536),
-                              1.0f / tc->grad_accum, true) / tc->grad_accum;
-            samples_win += b.B;
-            tokens_win += (int64_t)b.B * (b.T / wc.patch[0]) * (b.H / wc.patch[1]) * (b.W / wc.patch[2]);
+                              1.0f / (tc->grad_accum * t->ndp), true) / tc->grad_accum;
+            samples_win += (int64_t)b.B * t->ndp;
+            tokens_win += (int64_t)b.B * t->ndp * (b.T / wc.patch[0]) * (b.H / wc.patch[1]) * (b.W / wc.patch[2]);
+        }
+        if (kill_at && step + 1 == atoll(kill_at)) {
+            fprintf(stderr, "osp: test: rank %d (pid %d) stops answering at step %lld\n", t->mesh.rank, (int)getpid(),
+                    (long long)step + 1);
+            for (;;) pause();
+        }
+        /* one all-reduce per step carries the loss and the stop flag: every rank logs the
+         * global loss and stops at the same step when any of them got a signal */
+        int agreed_stop = 0; /* several ranks: a signal counts from the step all ranks heard of it */
+        if (t->mesh.world > 1) {
+            double v[2] = {loss, (double)g_stop_signal};
+            par_allreduce(t->mesh.world_g, v, 2, PAR_F64, PAR_SUM);
+            loss = v[0] / t->mesh.world;
+            agreed_stop = v[1] <= 0 ? 0 : g_stop_signal ? (int)g_stop_signal : v[1] < 65 ? (int)v[1] : SIGTERM;
         }
         double gnorm;
-        int skipped = adamw_step(&t->opt, &t->hp, lr, wan_params(t->m), wan_grads(t->m), &gnorm);
+        int skipped = dp_step(&t->dp, &t->opt, &t->hp, lr, wan_params(t->m), wan_grads(t->m), &gnorm);
+        if (t->ndp > 1) sync_quant_history(t);
         if (skipped || !isfinite(loss)) {
             metrics_note("step %lld: non-finite loss/gradients (loss %g, grad norm %g): update skipped (%d in a row)",
                          (long long)step + 1, loss, gnorm, t->opt.skipped_run);
@@ -269,22 +387,36 @@ int cmd_train(int argc, char **argv) {
         }
         if (t->val && tc->val_every > 0 && (step % tc->val_every == 0 || step == tc->steps)) {
             last_val = validate(t);
+            if (t->ndp > 1) sync_quant_history(t); /* validation forwards record amaxes too */
             metrics_val(step, last_val);
             t_win = osp_now();
         }
         if (sig_at && step == atoll(sig_at)) raise(SIGUSR1);
-        if (g_stop_signal) {
-            metrics_note("signal %d: saving a checkpoint at step %lld and exiting", (int)g_stop_signal, (long long)step);
+        int stop = t->mesh.world > 1 ? agreed_stop : (int)g_stop_signal;
+        if (stop) {
+            metrics_note("signal %d: saving a checkpoint at step %lld and exiting", stop, (long long)step);
             save_ckpt(t, step);
             metrics_close();
+            dp_free(&t->dp);
+            par_nccl_free(t->nccl);
+            mesh_free(&t->mesh);
             return 0;
         }
         if ((tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || step == tc->steps) save_ckpt(t, step);
+    }
+    if (t->mesh.world > 1) { /* what this rank (0) sent, by group and kind */
+        char a[512], b[512];
+        par_stats_format(t->mesh.world_g, a, sizeof a);
+        par_stats_format(t->mesh.dp_g, b, sizeof b);
+        metrics_note("communication of rank 0 (transport %s): %s | %s", t->mesh.transport, a, b);
     }
     metrics_close();
     printf("done: %lld steps in %.1f s; final train loss %.5f, validation loss %.5f; checkpoints in %s/checkpoints\n",
            (long long)step, osp_now() - t_start, last_loss, last_val, c->run_dir);
     adamw_free(&t->opt);
+    dp_free(&t->dp);
+    par_nccl_free(t->nccl);
+    mesh_free(&t->mesh);
     wan_free(t->m);
     cli_backend_free(t->be);
     dataset_close(t->train);

@@ -136,6 +136,16 @@ static const cfg_key KEYS[] = {
     K_INT("sample.num_frames", sample.num_frames, "8", ">=1", "frames of the generated grid"),
     K_INT("sample.height", sample.height, "32", ">=1", "height of the generated grid"),
     K_INT("sample.width", sample.width, "32", ">=1", "width of the generated grid"),
+
+    K_INT("parallel.dp", parallel.dp, "0", ">=0", "data-parallel ranks (0 = world size / (sp x ssp))"),
+    K_INT("parallel.sp", parallel.sp, "1", ">=1", "Ulysses sequence-parallel ranks (must divide the heads)"),
+    K_INT("parallel.ssp", parallel.ssp, "1", ">=1", "Skiparse sequence-parallel ranks (must divide P^2)"),
+    K_ENUM("parallel.transport", parallel.transport, "auto|nccl|mpi", "auto",
+           "collectives: NCCL for GPU tensors, MPI (host memory); auto picks"),
+    K_ENUM("parallel.shard", parallel.shard, "none|optimizer|full", "none",
+           "sharded state over dp ranks: none, optimizer (ZeRO-1), full (ZeRO-3)"),
+    K_INT("parallel.timeout_s", parallel.timeout_s, "300", ">=0",
+          "seconds a collective may wait before the job is aborted (0 = never)"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 

@@ -72,6 +72,13 @@ typedef struct {
 } osp_cuda_cfg;
 
 typedef struct {
+    int dp, sp, ssp;                           /* mesh dp x ssp x sp; dp 0 = world / (sp*ssp) */
+    char transport[16];                        /* auto | nccl | mpi */
+    char shard[16];                            /* none | optimizer | full */
+    int timeout_s;                             /* a collective hung this long ends the job */
+} osp_parallel_cfg;
+
+typedef struct {
     char device[16];                           /* auto | cpu | cuda */
     int seed;
     char run_dir[OSP_CFG_STR];
@@ -81,6 +88,7 @@ typedef struct {
     osp_data_cfg data;
     osp_train_cfg train;
     osp_sample_cfg sample;
+    osp_parallel_cfg parallel;
     char source[OSP_CFG_STR];                  /* file the config came from ("" = defaults) */
 } osp_config;
 

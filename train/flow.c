@@ -20,14 +20,21 @@ double flow_uniform(uint64_t key, uint64_t i) {
     return osp_u01(osp_mix64(key + (i + 1) * OSP_RNG_GOLDEN));
 }
 
-void flow_randn(float *x, int64_t n, uint64_t key) {
+void flow_randn(float *x, int64_t n, uint64_t key) { flow_randn_at(x, n, key, 0); }
+
+/* Numbers come in Box-Muller pairs (2p, 2p+1) of the stream; a range starting at an odd
+ * index takes the second half of its first pair, so any split of the stream draws the
+ * same values as one call over all of it. */
+void flow_randn_at(float *x, int64_t n, uint64_t key, int64_t first) {
+    int64_t p0 = first / 2, p1 = (first + n + 1) / 2;
 #pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < (n + 1) / 2; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         double u = flow_uniform(key, 2 * (uint64_t)p), v = flow_uniform(key, 2 * (uint64_t)p + 1);
         if (u < 1e-300) u = 1e-300;
         double r = sqrt(-2.0 * log(u)), a = 6.283185307179586 * v;
-        x[2 * p] = (float)(r * cos(a));
-        if (2 * p + 1 < n) x[2 * p + 1] = (float)(r * sin(a));
+        int64_t e = 2 * p - first;
+        if (e >= 0) x[e] = (float)(r * cos(a));
+        if (e + 1 < n) x[e + 1] = (float)(r * sin(a));
     }
 }
 

@@ -16,6 +16,9 @@
 uint64_t flow_key(uint64_t seed, uint64_t a, uint64_t b);
 /* x[i] = N(0,1) sample number i of stream `key` (independent of how x is split). */
 void flow_randn(float *x, int64_t n, uint64_t key);
+/* x[i] = N(0,1) sample number first+i of stream `key` (a data-parallel rank draws its
+ * samples' slices of the stream a single process draws whole). */
+void flow_randn_at(float *x, int64_t n, uint64_t key, int64_t first);
 /* Uniform [0,1) number `i` of stream `key`. */
 double flow_uniform(uint64_t key, uint64_t i);
 

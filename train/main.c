@@ -6,6 +6,7 @@
 
 #include "train/cli.h"
 #include "core/common.h"
+#include "parallel/mpi_boot.h"
 
 static const struct {
     const char *name;
@@ -37,6 +38,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--version")) return cmd_version(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].fn(argc - 2, argv + 2);
+            par_finalize(); /* commands that run on ranks called par_boot; a no-op otherwise */
+            return rc;
+        }
     osp_die("unknown command '%s' (see osp --help)", argv[1]);
 }

@@ -67,6 +67,8 @@ void metrics_open(const char *path, int64_t resume_step) {
     if (!g_jsonl) fprintf(stderr, "osp: warning: cannot write %s; metrics go to stdout only\n", path);
 }
 
+void metrics_quiet(void) { g_tty = 0; }
+
 void metrics_close(void) {
     clear_progress();
     if (g_jsonl) fclose(g_jsonl);
