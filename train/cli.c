@@ -66,6 +66,7 @@ osp_cuda_options cli_cuda_options(const osp_config *c) {
     o.act16 = c->cuda.act16;
     /* bit-exact resume: osp's deterministic attention backward instead of cuDNN's (atomics in dQ) */
     o.deterministic = c->train.deterministic;
+    o.hif8_fp8 = !strcmp(c->quant.hif8_exec, "fp8");
     return o;
 }
 

@@ -93,6 +93,8 @@ static const cfg_key KEYS[] = {
     K_FLT("quant.grad_target", quant.grad_target, "224", ">0", "amax target of gradient tensors"),
     K_BOOL("quant.saturate", quant.saturate, "false", "clamp out-of-range values instead of inf"),
     K_BOOL("quant.attention", quant.attention, "false", "also fake-quantise q,k,v and dq,dk,dv"),
+    K_ENUM("quant.hif8_exec", quant.hif8_exec, "emulate|fp8", "emulate",
+           "CUDA: HiF8 GEMMs as bf16 emulation or on E4M3 tensor cores (Hopper; else emulation)"),
     K_LIST("quant.skip_blocks", quant.skip_blocks, quant.n_skip_blocks, "[]", ">=0", "blocks kept unquantised"),
 
     K_STR("data.train", data.train, "data/shapes_train.h5", "HDF5 training file"),
@@ -694,6 +696,11 @@ int config_validate(const osp_config *c, char *err, size_t errlen) {
         REQ(f <= m->num_layers, "model.attention.num_full_blocks", "%d exceeds model.num_layers %d", f, m->num_layers);
         REQ(m->num_layers % 2 == 0, "model.num_layers", "must be even in hybrid mode, got %d", m->num_layers);
     }
+    /* E4M3 execution maps HiF8 values x16 (forward) and x2 (gradients) into E4M3's 448 */
+    REQ(strcmp(c->quant.hif8_exec, "fp8") || c->quant.forward_target <= 28.0f, "quant.forward_target",
+        "%g: with quant.hif8_exec fp8 it must be <= 28 (x16 must stay within E4M3's 448)", c->quant.forward_target);
+    REQ(strcmp(c->quant.hif8_exec, "fp8") || c->quant.grad_target <= 224.0f, "quant.grad_target",
+        "%g: with quant.hif8_exec fp8 it must be <= 224 (x2 must stay within E4M3's 448)", c->quant.grad_target);
     for (int i = 0; i < c->quant.n_skip_blocks; i++)
         REQ(c->quant.skip_blocks[i] < m->num_layers, "quant.skip_blocks", "block %d outside [0, model.num_layers = %d)",
             c->quant.skip_blocks[i], m->num_layers);

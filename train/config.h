@@ -35,6 +35,7 @@ typedef struct {
     float forward_target, grad_target;         /* 15, 224 */
     bool saturate;
     bool attention;                            /* fake-quantise q,k,v and dq,dk,dv */
+    char hif8_exec[16];                        /* emulate | fp8 (CUDA: E4M3 tensor cores) */
     int skip_blocks[OSP_CFG_MAXLIST];          /* blocks kept unquantised */
     int n_skip_blocks;
 } osp_quant_cfg;

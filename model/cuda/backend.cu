@@ -12,6 +12,7 @@
  * amax (absmax16, hif8_scale_dev) is an integer max over bits, the same in any order.
  */
 #include "model/cuda/common.cuh"
+#include "model/cuda/fp8.h"
 
 #include <math.h>
 #include <string.h>
@@ -613,6 +614,7 @@ extern "C" const osp_backend *osp_backend_cuda_init(int device, const osp_cuda_o
     CUDA_CHECK(cudaStreamCreate(&in->stream));
     CUDA_CHECK(cudaDeviceGetAttribute(&in->num_sms, cudaDevAttrMultiProcessorCount, device));
     osp_cuda_inst = in;
+    in->fp8_capable = cuda_fp8_available() != 0;
     cuda_gemm_init(in);
     cuda_backend_fill(&in->table);
     return &in->table;

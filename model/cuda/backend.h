@@ -24,6 +24,7 @@
  *   OSP_CUDA_SYNC      sync_each_launch
  *   OSP_CUDNN_PAD      cudnn_pad    0 = off
  *   OSP_CUDNN_LIB      cudnn_lib    path of libcudnn.so.9
+ *   OSP_HIF8_EXEC      hif8_fp8     emulate | fp8
  * (OSP_CUDNN_VERBOSE, a trace of the cuDNN path, is not an option: it only prints.)
  */
 #ifndef OSP_CUDA_BACKEND_H
@@ -56,6 +57,8 @@ typedef struct {
     bool deterministic;    /* attention backward on osp's kernels (cuDNN's dQ adds with atomics) */
     bool cudnn_pad;        /* cuDNN forward skips Skiparse padding by length where cuDNN can */
     bool sync_each_launch; /* synchronise after every kernel (locates asynchronous faults) */
+    bool hif8_fp8;         /* HiF8 GEMMs of bf16-stored activations on E4M3 tensor cores where the
+                            * GPU has them (model/cuda/fp8.h), else the bf16 emulation */
     char cudnn_lib[512];   /* libcudnn.so.9 to load ("" = search); the first instance's choice stays */
 } osp_cuda_options;
 

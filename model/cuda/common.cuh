@@ -94,6 +94,7 @@ typedef struct osp_cuda_instance {
     struct cuda_gemm_state *gemm;
     struct cdn_state *cdn; /* created on the first cuDNN call */
     struct cuda_fp8_state *fp8; /* created on the first E4M3 GEMM */
+    bool fp8_capable;           /* the device has E4M3 tensor cores (compute capability >= 8.9) */
 } osp_cuda_instance;
 
 /* the instance of this process, set by osp_backend_cuda_init, NULL after osp_backend_cuda_free */

@@ -362,6 +362,22 @@ extern "C" void cuda_fp8_linear_fwd(float *y, osp_bf16 *y16, const float *x, con
     else fp8_gemm(O, N, I16, qw, I16, qx, I16, y, 0, O, 0, b, 1, 0);
 }
 
+__global__ void fp8_gelu_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *pre, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(gelu_tanh_dev(__bfloat162float(pre[i])));
+}
+
+extern "C" void cuda_fp8_linear_gelu_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx,
+                                         const float *W, const float *dsw, const float *b, int64_t N, int I, int O,
+                                         bool saturate) {
+    if (N <= 0 || O <= 0) return;
+    OSP_CHECK(y && pre && x, "fp8 linear_gelu_fwd: bad arguments");
+    cuda_fp8_linear_fwd(NULL, pre, NULL, x, dsx, W, dsw, b, N, I, O, saturate);
+    fp8_gelu_kernel<<<osp_cuda_blocks(N * O, 256), 256, 0, osp_cuda_inst->stream>>>(
+        (__nv_bfloat16 *)y, (const __nv_bfloat16 *)pre, N * O);
+    CUDA_LAUNCH_CHECK();
+}
+
 extern "C" void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *dsg, const float *x,
                                     const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N,
                                     int I, int O, bool saturate) {

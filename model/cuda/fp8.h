@@ -44,6 +44,12 @@ void cuda_fp8_linear_bwd(float *dx, float *dW, float *db, const float *dy, const
                          const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N, int I,
                          int O, bool saturate);
 
+/* The FFN's first layer: pre = fq(x; *dsx) fq(W; *dsw)^T + b (E4M3 GEMM, bf16 out) and
+ * y = gelu_tanh(pre), all bf16-stored (the E4M3 twin of linear_fq_gelu16_fwd; GELU is applied to
+ * the bf16-rounded pre-activation). */
+void cuda_fp8_linear_gelu_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
+                              const float *dsw, const float *b, int64_t N, int I, int O, bool saturate);
+
 /* Elements quantised since the last reset (*total), and of those the ones whose scaled HiF8 value
  * was not exact in E4M3 (*inexact: the tail below the floor, or beyond 448 under delayed scaling).
  * Synchronises the stream. */

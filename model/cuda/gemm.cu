@@ -22,6 +22,7 @@
  * to the instance (struct cuda_gemm_state).
  */
 #include "model/cuda/common.cuh"
+#include "model/cuda/fp8.h"
 #include "quant/hif8_cuda.cuh"
 
 #include <math.h>
@@ -496,10 +497,18 @@ void cuda_linear16_bwd(float *dx, float *dW, float *db, const float *dy, const f
                        const float *W, int64_t N, int I, int O) {
     linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, NULL, x, (const __nv_bfloat16 *)x16, NULL, W, NULL, N, I, O, false);
 }
-/* HiF8 over bf16 storage: the scales are device floats (ops.h), never read by the host */
+/* HiF8 over bf16 storage: the scales are device floats (ops.h), never read by the host. With the
+ * instance's hif8_fp8 option on a GPU with E4M3 tensor cores these run as E4M3 GEMMs
+ * (model/cuda/fp8.h), else as bf16 GEMMs on HiF8-rounded bf16 operands (the emulation). */
+static bool hif8_on_fp8(void) { return osp_cuda_inst->opt.hif8_fp8 && osp_cuda_inst->fp8_capable; }
+
 void cuda_linear_fq16_fwd(float *y, osp_bf16 *y16, const float *x, const osp_bf16 *x16, const float *dsx,
                           const float *W, const float *dsw, const float *b, int64_t N, int I, int O, bool saturate) {
     OSP_CHECK(dsx && dsw, "linear_fq16_fwd: both scales are needed (device floats)");
+    if (hif8_on_fp8()) {
+        cuda_fp8_linear_fwd(y, y16, x, x16, dsx, W, dsw, b, N, I, O, saturate);
+        return;
+    }
     linear_fwd_impl(GEMM_BF16, y, (__nv_bfloat16 *)y16, x, (const __nv_bfloat16 *)x16, dsx, W, dsw, b, N, I, O,
                     saturate);
 }
@@ -507,6 +516,10 @@ void cuda_linear_fq16_bwd(float *dx, float *dW, float *db, const float *dy, cons
                           const osp_bf16 *x16, const float *dsx, const float *W, const float *dsw, int64_t N, int I,
                           int O, bool saturate) {
     OSP_CHECK(dsg && dsx && dsw, "linear_fq16_bwd: all three scales are needed (device floats)");
+    if (hif8_on_fp8()) {
+        cuda_fp8_linear_bwd(dx, dW, db, dy, dsg, x, x16, dsx, W, dsw, N, I, O, saturate);
+        return;
+    }
     linear_bwd_impl(GEMM_BF16, dx, dW, db, dy, dsg, x, (const __nv_bfloat16 *)x16, dsx, W, dsw, N, I, O, saturate);
 }
 
@@ -554,6 +567,10 @@ void cuda_linear_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const
 void cuda_linear_fq_gelu16_fwd(osp_bf16 *y, osp_bf16 *pre, const osp_bf16 *x, const float *dsx, const float *W,
                                const float *dsw, const float *b, int64_t N, int I, int O, bool saturate) {
     OSP_CHECK(dsx && dsw, "linear_fq_gelu16_fwd: both scales are needed (device floats)");
+    if (hif8_on_fp8()) {
+        cuda_fp8_linear_gelu_fwd(y, pre, x, dsx, W, dsw, b, N, I, O, saturate);
+        return;
+    }
     linear_gelu_impl(GEMM_BF16, NULL, NULL, (__nv_bfloat16 *)y, (__nv_bfloat16 *)pre, NULL, (const __nv_bfloat16 *)x,
                      dsx, W, dsw, b, N, I, O, saturate);
 }

@@ -73,6 +73,13 @@ int osp_cuda_options_env(osp_cuda_options *o, char *err, size_t errlen) {
     env_bool("OSP_DETERMINISTIC", &o->deterministic);
     env_bool("OSP_CUDA_SYNC", &o->sync_each_launch);
     env_bool("OSP_CUDNN_PAD", &o->cudnn_pad);
+    if ((e = env_of("OSP_HIF8_EXEC"))) {
+        if (strcmp(e, "emulate") && strcmp(e, "fp8")) {
+            snprintf(err, errlen, "OSP_HIF8_EXEC=%s: expected emulate or fp8", e);
+            return -1;
+        }
+        o->hif8_fp8 = !strcmp(e, "fp8");
+    }
     if ((e = env_of("OSP_CUDNN_LIB"))) {
         if (strlen(e) >= sizeof o->cudnn_lib) {
             snprintf(err, errlen, "OSP_CUDNN_LIB: path longer than %zu bytes", sizeof o->cudnn_lib - 1);
