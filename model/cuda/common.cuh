@@ -102,6 +102,24 @@ extern osp_cuda_instance *osp_cuda_inst;
 
 void *osp_cuda_scratch(int slot, size_t bytes);
 
+/* largest power of two (<= 256, >= 4) dividing the address: cuBLASLt's heuristic must not pick an
+ * algorithm that assumes more alignment than a sub-view pointer has */
+static inline int osp_cuda_ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 4 && (a % (uintptr_t)al)) al >>= 1;
+    return al;
+}
+
+/* the descriptor and layouts of a cached cuBLASLt matmul plan */
+static inline void osp_cuda_lt_plan_destroy(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                                            cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc) {
+    cublasLtMatmulDescDestroy(op);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+}
+
 static inline unsigned osp_cuda_blocks(int64_t work, int threads) {
     int64_t b = (work + threads - 1) / threads;
     if (b > 65535LL * 16) b = 65535LL * 16; /* grid-stride loops cover the rest */

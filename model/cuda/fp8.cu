@@ -184,20 +184,8 @@ static void fp8_quant(uint8_t *dst, const float *src, const __nv_bfloat16 *src16
 
 /* ------------------------------------------------------------------ E4M3 GEMM */
 
-static int fp8_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int al = 256;
-    while (al > 4 && (a % (uintptr_t)al)) al >>= 1;
-    return al;
-}
-
 static void fp8_plan_destroy(fp8_plan *p) {
-    if (p->used && !p->noalgo) {
-        cublasLtMatmulDescDestroy(p->op);
-        cublasLtMatrixLayoutDestroy(p->la);
-        cublasLtMatrixLayoutDestroy(p->lb);
-        cublasLtMatrixLayoutDestroy(p->lc);
-    }
+    if (p->used && !p->noalgo) osp_cuda_lt_plan_destroy(p->op, p->la, p->lb, p->lc);
     p->used = p->noalgo = 0;
 }
 
@@ -303,9 +291,9 @@ static void fp8_gemm(int64_t m, int64_t n, int64_t k, const uint8_t *A, int64_t 
     key.beta1 = beta1;
     key.slot_a = slot_a;
     key.slot_b = slot_b;
-    key.align_a = fp8_align(A);
-    key.align_b = fp8_align(B);
-    key.align_c = fp8_align(C);
+    key.align_a = osp_cuda_ptr_align(A);
+    key.align_b = osp_cuda_ptr_align(B);
+    key.align_c = osp_cuda_ptr_align(C);
     cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
     if (bias) {
         key.bias = FP8_BIAS_F32;

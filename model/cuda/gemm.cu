@@ -204,22 +204,8 @@ static const void *operand_prep(gemm_mode mode, int slot, const float *x, int64_
     return d;
 }
 
-/* largest power of two (<= 256) dividing the address: the heuristic must not pick an
- * algorithm that assumes more alignment than a sub-view pointer has */
-static int ptr_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int al = 256;
-    while (al > 4 && (a % (uintptr_t)al)) al >>= 1;
-    return al;
-}
-
 static void plan_destroy(gemm_plan *p) {
-    if (p->used && !p->noalgo) {
-        cublasLtMatmulDescDestroy(p->op);
-        cublasLtMatrixLayoutDestroy(p->la);
-        cublasLtMatrixLayoutDestroy(p->lb);
-        cublasLtMatrixLayoutDestroy(p->lc);
-    }
+    if (p->used && !p->noalgo) osp_cuda_lt_plan_destroy(p->op, p->la, p->lb, p->lc);
     p->used = p->noalgo = 0;
 }
 
@@ -328,12 +314,12 @@ static int gemm(gemm_mode mode, int ta, int tb, int64_t m, int64_t n, int64_t k,
     key.bias = bias != NULL;
     key.gelu_aux = aux != NULL;
     key.compute = gemm_compute_type(mode);
-    key.align_a = ptr_align(A);
-    key.align_b = ptr_align(B);
-    key.align_c = ptr_align(C);
-    key.align_bias = bias ? ptr_align(bias) : 0;
+    key.align_a = osp_cuda_ptr_align(A);
+    key.align_b = osp_cuda_ptr_align(B);
+    key.align_c = osp_cuda_ptr_align(C);
+    key.align_bias = bias ? osp_cuda_ptr_align(bias) : 0;
     if (aux) { /* the aux matrix shares D's shape and leading dimension: fold its alignment in */
-        int al = ptr_align(aux);
+        int al = osp_cuda_ptr_align(aux);
         if (al < key.align_c) key.align_c = al;
     }
     gemm_plan *p = plan_get(&key);
