@@ -106,6 +106,7 @@ static int convert(const char *in, const char *out, const char *to, const char *
 int cmd_ckpt(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
+        if (argc < 1) fprintf(stderr, "osp: error: ckpt: no action given (inspect or convert) (see osp ckpt --help)\n");
         return argc < 1 ? 2 : 0;
     }
     if (!strcmp(argv[0], "inspect")) {

@@ -25,6 +25,7 @@ static void usage(FILE *f) {
 int cmd_data(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
+        if (argc < 1) fprintf(stderr, "osp: error: data: no action given (synth or heldout; see osp data --help)\n");
         return argc < 1 ? 2 : 0;
     }
     if (!strcmp(argv[0], "heldout")) { /* the held-out prompts, one per line (used by the demo) */

@@ -167,8 +167,11 @@ int cmd_train(int argc, char **argv) {
     if (osp_mkdir_p(c->run_dir) || access(c->run_dir, W_OK)) osp_die("run_dir %s: cannot create or write", c->run_dir);
     printf("osp train — config %s, backend %s\n", c->source[0] ? c->source : "(built-in defaults)", t->be->name);
     config_print(c, stdout);
-    snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
-    if (config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
+    /* flow matching regresses a velocity of the latents' shape */
+    if (c->model.out_channels != c->model.in_channels)
+        osp_die("model.out_channels (%d) must equal model.in_channels (%d): the predicted velocity has the "
+                "latents' shape",
+                c->model.out_channels, c->model.in_channels);
 
     if (dataset_open(&t->train, c->data.train, 0, 1, (uint64_t)c->seed, tc->batch_size, c->data.prefetch, err,
                      sizeof err))
@@ -176,6 +179,10 @@ int cmd_train(int argc, char **argv) {
     if (c->data.val[0] && dataset_open(&t->val, c->data.val, 0, 1, (uint64_t)c->seed, tc->batch_size, 0, err,
                                        sizeof err))
         osp_die("%s", err);
+    for (int k = 0; k < dataset_num_buckets(t->train); k++)
+        if (dataset_C(t->train, k) != c->model.in_channels)
+            osp_die("%s: latents have %d channels, model.in_channels is %d", c->data.train,
+                    dataset_C(t->train, k), c->model.in_channels);
 
     wan_config wc = cli_wan_config(c);
     t->m = wan_init(&wc, t->be);
@@ -204,6 +211,9 @@ int cmd_train(int argc, char **argv) {
             printf("--resume: continuing from %s (step %lld)\n", dir, (long long)step);
         }
     }
+    /* only now, with the inputs checked, so a failed start keeps the previous run's config */
+    snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
+    if (config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
     metrics_open(path, resume ? step : -1);
     printf("model: %lld parameters, %s attention, %s\n", (long long)np, wc.hybrid ? "hybrid" : "full",

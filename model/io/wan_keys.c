@@ -188,6 +188,15 @@ int wan_infer_dims(const st_set *s, wan_dims *d, char *err, size_t errlen) {
     const st_tensor *ff = tm ? wan_need(s, "blocks.0.ffn.0.weight", 2, err, errlen) : NULL;
     const st_tensor *hd = ff ? wan_need(s, "head.head.weight", 2, err, errlen) : NULL;
     if (!hd) return -1;
+    /* every dim read below becomes an int: refuse empty or absurd ones before the casts */
+    const st_tensor *all[] = {pe, te, tm, ff, hd};
+    for (int k = 0; k < 5; k++)
+        for (int i = 0; i < all[k]->ndim; i++)
+            if (all[k]->shape[i] < 1 || all[k]->shape[i] > (1 << 24)) {
+                snprintf(err, errlen, "%s: tensor %s has dimension %d = %lld (want 1 to %d)", st_path(s),
+                         all[k]->name, i, (long long)all[k]->shape[i], 1 << 24);
+                return -1;
+            }
     d->dim = (int)pe->shape[0];
     d->in_channels = (int)pe->shape[1];
     for (int i = 0; i < 3; i++) d->patch[i] = (int)pe->shape[2 + i];
