@@ -420,6 +420,18 @@ static void test_bounds(void) {
     expect_set_error("train.steps=4294967297", "out of range");
     /* found by fuzz_config: a non-UTF-8 string was saved into a config.yaml that could not load back */
     expect_set_error("run_dir=x\xab y", "expected UTF-8 text");
+    /* ... and DEL, C1 controls and U+FFFE must be escaped in the saved YAML (libyaml refuses them raw) */
+    {
+        osp_config a, b2;
+        char path[600], e2[1024];
+        config_defaults(&a);
+        CHECK(config_set(&a, "run_dir=a\x7f\xc2\x80\xc2\x85z\xef\xbf\xbe\xe2\x80\xa8y", e2, sizeof e2) == 0, "%s", e2);
+        snprintf(path, sizeof path, "%s/controls.yaml", tmpdir);
+        CHECK(config_save_yaml(&a, path, e2, sizeof e2) == 0, "%s", e2);
+        config_defaults(&b2);
+        CHECK(config_load_yaml(&b2, path, e2, sizeof e2) == 0, "controls load back: %s", e2);
+        CHECK(!strcmp(a.run_dir, b2.run_dir), "run_dir round trip: '%s'", b2.run_dir);
+    }
     /* a FIFO as config: refused at once (an open() would wait for a writer forever) */
     char fifo[600], err[1024];
     snprintf(fifo, sizeof fifo, "%s/fifo.yaml", tmpdir);

@@ -743,8 +743,14 @@ static void fmt_value(const osp_config *c, const cfg_key *k, bool yaml, char *bu
         for (const unsigned char *s = p; *s && j + 6 < len; s++) {
             if (*s == '"' || *s == '\\')
                 buf[j++] = '\\', buf[j++] = (char)*s;
-            else if (*s < 0x20)
+            else if (*s < 0x20 || *s == 0x7f)
                 j += (size_t)snprintf(buf + j, len - j, "\\x%02x", *s);
+            else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) /* C1 controls (NEL would fold to a space) */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[1]), s++;
+            else if (*s == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)) /* LS, PS: YAML line breaks */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[2] == 0xa8 ? 0x2028u : 0x2029u), s += 2;
+            else if (*s == 0xef && s[1] == 0xbf && (s[2] == 0xbe || s[2] == 0xbf)) /* U+FFFE, U+FFFF */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[2] == 0xbe ? 0xfffeu : 0xffffu), s += 2;
             else
                 buf[j++] = (char)*s;
         }
