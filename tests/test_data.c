@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -416,6 +418,31 @@ static void test_hostile(void) {
     alarm(0);
 }
 
+/* issue 21: an `osp forward` killed while writing OUT.h5 left OUT.h5.tmp.PID behind; a writer's
+ * temp file is now removed by SIGINT / SIGTERM (and by a fatal error) */
+static void test_killed_writer(void) {
+    char p[600], tmp[700];
+    tpath(p, sizeof p, "killed.h5");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[256];
+        h5_writer *w = h5w_open(p, err, sizeof err);
+        if (!w) _exit(3);
+        int64_t d[1] = {4};
+        float v[4] = {1, 2, 3, 4};
+        h5w_f32(w, "x", 1, d, v);
+        raise(SIGTERM); /* as `kill PID` would, mid-write */
+        _exit(4);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", p, (int)pid);
+    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "writer child: status %d", st);
+    EXPECT(access(tmp, F_OK) != 0 && access(p, F_OK) != 0, "a killed writer left %s", tmp);
+    printf("killed writer: no %s left\n", tmp);
+}
+
 static void test_buckets(void) {
     char p[600], err[512];
     tpath(p, sizeof p, "buckets.h5");
@@ -762,6 +789,7 @@ int main(void) {
     test_embedding(train);
     test_schema_errors();
     test_hostile();
+    test_killed_writer();
     test_ordering(train, NTRAIN);
     test_buckets();
     test_half();

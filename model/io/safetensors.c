@@ -521,6 +521,7 @@ static int st_write_file(const char *path, const st_wentry *e, int n, json_t *me
         free(hdr);
         return st_fail(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
     }
+    osp_temp_register(tmp); /* removed if osp dies or is interrupted mid-write */
     int bad = st_write_all(fd, &n64, 8) || st_write_all(fd, hdr, hlen) ||
               st_write_all(fd, "        ", padded - hlen);
     for (int i = 0; i < n && !bad; i++) bad = st_write_all(fd, e[i].data, e[i].nbytes);
@@ -529,13 +530,16 @@ static int st_write_file(const char *path, const st_wentry *e, int n, json_t *me
         int er = errno;
         close(fd);
         unlink(tmp);
+        osp_temp_unregister(tmp);
         return st_fail(err, errlen, "%s: write failed (%s)", tmp, strerror(er));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         int er = errno;
         unlink(tmp);
+        osp_temp_unregister(tmp);
         return st_fail(err, errlen, "%s: close/rename failed (%s)", path, strerror(er));
     }
+    osp_temp_unregister(tmp);
     osp_fsync_dir_of(path);
     return 0;
 }
