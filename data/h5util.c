@@ -328,8 +328,18 @@ int h5_read_f32(const char *path, const char *dset, int rank, int64_t *dims, flo
         snprintf(err, errlen, "%s: dataset `%s` has unsupported dtype %s (want float32/float16/bfloat16)", path,
                  dset, why);
     } else {
-        float *out = osp_malloc((size_t)count * sizeof(float));
-        uint16_t *scr = t >= H5U_F16 ? osp_malloc((size_t)count * sizeof(uint16_t)) : NULL;
+        /* a file can claim more than memory holds: an error naming it, and the HDF5 ids closed */
+        float *out = malloc((size_t)count * sizeof(float) + 1);
+        uint16_t *scr = t >= H5U_F16 ? malloc((size_t)count * sizeof(uint16_t) + 1) : NULL;
+        if (!out || (t >= H5U_F16 && !scr)) {
+            snprintf(err, errlen, "%s: dataset `%s` has %lld values, more than memory holds", path, dset,
+                     (long long)count);
+            free(out), free(scr);
+            H5Dclose(d);
+            H5Fclose(f);
+            h5_unlock();
+            return -1;
+        }
         hid_t sp = H5Dget_space(d);
         int sc = H5Sget_simple_extent_ndims(sp) == 0; /* scalar */
         H5Sclose(sp);

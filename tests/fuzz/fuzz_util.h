@@ -65,6 +65,9 @@ __attribute__((unused)) static const char *fz_write(int slot, const char *name, 
     static char paths[4][640];
     char *p = paths[slot & 3];
     snprintf(p, sizeof paths[0], "%s/%s", fz_dir(), name);
+    /* a fresh inode for every input: HDF5 shares an open file by inode, so a handle left open by
+     * an input rejected through osp_die must not stand for the next input's file */
+    unlink(p);
     FILE *f = fopen(p, "wb");
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
         perror("fuzz: write");
