@@ -219,6 +219,10 @@ int wan_infer_dims(const st_set *s, wan_dims *d, char *err, size_t errlen) {
         int blk;
         if (wan_key_lookup(st_get(s, i)->name, &blk) && blk + 1 > d->num_layers) d->num_layers = blk + 1;
     }
+    if (d->num_layers > 1024) { /* model.num_layers' bound; the key check would walk every block */
+        snprintf(err, errlen, "%s: a tensor of block %d: more than 1024 blocks", st_path(s), d->num_layers - 1);
+        return -1;
+    }
     return 0;
 }
 
