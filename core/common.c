@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,7 +22,45 @@ static char error_prefix[64];
 
 void osp_set_fatal_hook(osp_fatal_hook hook) { fatal_hook = hook; }
 
+static char temp_path[OSP_MAX_TEMPS][4352];
+static volatile sig_atomic_t temp_used[OSP_MAX_TEMPS];
+
+static void temps_remove(void) {
+    for (int i = 0; i < OSP_MAX_TEMPS; i++)
+        if (temp_used[i]) unlink(temp_path[i]); /* async-signal-safe */
+}
+
+static void temp_on_signal(int sig) {
+    temps_remove();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void osp_temp_register(const char *path) {
+    static bool handlers = false;
+    if (!handlers) { /* only where nobody else handles the signal (osp train saves on SIGTERM) */
+        int sigs[2] = {SIGINT, SIGTERM};
+        for (int k = 0; k < 2; k++) {
+            struct sigaction old;
+            if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_DFL) signal(sigs[k], temp_on_signal);
+        }
+        handlers = true;
+    }
+    for (int i = 0; i < OSP_MAX_TEMPS; i++)
+        if (!temp_used[i] && strlen(path) < sizeof temp_path[i]) {
+            memcpy(temp_path[i], path, strlen(path) + 1);
+            temp_used[i] = 1;
+            return;
+        }
+}
+
+void osp_temp_unregister(const char *path) {
+    for (int i = 0; i < OSP_MAX_TEMPS; i++)
+        if (temp_used[i] && !strcmp(temp_path[i], path)) temp_used[i] = 0;
+}
+
 void osp_exit(int code) {
+    temps_remove();
     fflush(stdout);
     fflush(stderr);
     osp_fatal_hook hook = fatal_hook;
@@ -34,12 +73,21 @@ void osp_set_error_prefix(const char *prefix) { snprintf(error_prefix, sizeof er
 const char *osp_error_prefix(void) { return error_prefix; }
 
 void osp_die(const char *fmt, ...) {
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "osp: error: %s", error_prefix);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* one line, whatever the message carries: a path or value with a newline or other control
+     * byte is written escaped (\n, \xNN) */
+    fprintf(stderr, "osp: error: %s", error_prefix);
+    for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+        if (*c == '\n') fputs("\\n", stderr);
+        else if (*c == '\t') fputs("\\t", stderr);
+        else if (*c < 0x20 || *c == 0x7f) fprintf(stderr, "\\x%02x", *c);
+        else fputc(*c, stderr);
+    }
+    fputc('\n', stderr);
     osp_exit(1);
 }
 
@@ -61,6 +109,19 @@ void *osp_calloc_at(size_t n, size_t sz, const char *file, int line) {
         osp_exit(1);
     }
     return p;
+}
+
+int osp_check_regular(const char *path, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: cannot open (not a regular file)", path);
+        return -1;
+    }
+    return 0;
 }
 
 double osp_now(void) {

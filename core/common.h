@@ -58,6 +58,18 @@ int osp_write_atomic(const char *path, const void *data, size_t nbytes, char *er
  * used to suggest the key a user probably meant. */
 int osp_edit_distance(const char *a, size_t na, const char *b, size_t nb);
 
+/* 0 when `path` is a regular file; else -1 and "PATH: cannot open (reason)" in err. It only
+ * stat()s, so a FIFO or device is refused before an open() or read() could block on it. */
+int osp_check_regular(const char *path, char *err, size_t errlen);
+
+/* Temp files being written (at most OSP_MAX_TEMPS at once): a registered path is removed when
+ * osp ends on a fatal error (osp_exit) or is killed by SIGINT / SIGTERM (where no other handler
+ * was installed), so an interrupted write leaves nothing behind. Unregister once the temp file
+ * has been renamed or removed. */
+#define OSP_MAX_TEMPS 4
+void osp_temp_register(const char *path);
+void osp_temp_unregister(const char *path);
+
 /* mkdir -p; 0 on success (or if it exists), -1 otherwise. */
 int osp_mkdir_p(const char *path);
 

@@ -11,11 +11,13 @@
  */
 #include "data/dataset.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "core/size.h"
 #include "data/h5util.h"
 
 typedef struct {
@@ -271,6 +273,18 @@ static hid_t open_member(osp_dataset *ds, hid_t grp, ds_bucket *b, const char *d
                      (long long)dims[i]);
             goto fail;
         }
+    /* clip counts and sample indices are ints downstream, and one clip is read into one buffer */
+    if (dims[0] > INT_MAX) {
+        snprintf(err, errlen, "%s: dataset `%s` claims N=%lld clips, more than %d", ds->path, nm, (long long)dims[0],
+                 INT_MAX);
+        goto fail;
+    }
+    int64_t per = osp_dims_product(dims + 1, r - 1);
+    if (per < 0 || per > INT_MAX) {
+        snprintf(err, errlen, "%s: dataset `%s` has %s elements per clip, more than %d", ds->path, nm,
+                 per < 0 ? "overflowing" : "too many", INT_MAX);
+        goto fail;
+    }
     if (b->n >= 0 && dims[0] != b->n) {
         char ln[300];
         dname(b, "latents", ln, sizeof ln);
@@ -402,6 +416,11 @@ int dataset_open(osp_dataset **out, const char *path, int rank, int world, uint6
         ds_bucket *b = &ds->bk[k];
         b->offset = ds->nsamples;
         ds->nsamples += b->n;
+        if (ds->nsamples > INT_MAX) {
+            snprintf(err, errlen, "%s: %lld clips in all, more than %d", path, (long long)ds->nsamples, INT_MAX);
+            dataset_close(ds);
+            return -1;
+        }
         b->nbatch = b->n / per_global;
         ds->steps += b->nbatch;
         int64_t le = (int64_t)b->C * b->T * b->H * b->W;
@@ -414,17 +433,18 @@ int dataset_open(osp_dataset **out, const char *path, int rank, int world, uint6
         return -1;
     }
     int64_t txt = (int64_t)ds->L * ds->Dt;
-    ds->scratch = osp_malloc((size_t)(max_lat > txt ? max_lat : txt) * sizeof(uint16_t));
+    ds->scratch = osp_malloc(osp_size_bytes(max_lat > txt ? max_lat : txt, sizeof(uint16_t), "reader scratch"));
     ds->perm = osp_calloc((size_t)ds->nb, sizeof *ds->perm);
-    for (int k = 0; k < ds->nb; k++) ds->perm[k] = osp_malloc((size_t)ds->bk[k].n * sizeof(int64_t));
+    for (int k = 0; k < ds->nb; k++) ds->perm[k] = osp_malloc(osp_size_bytes(ds->bk[k].n, sizeof(int64_t), "shuffle"));
     ds->sched = osp_malloc((size_t)ds->steps * sizeof *ds->sched);
     ds->sched_j = osp_malloc((size_t)ds->steps * sizeof *ds->sched_j);
     ds->nslots = prefetch + 1;
     ds->slots = osp_calloc((size_t)ds->nslots, sizeof *ds->slots);
     for (int i = 0; i < ds->nslots; i++) {
         osp_batch *b = &ds->slots[i].b;
-        b->latents = osp_malloc((size_t)(batch_size * max_lat) * sizeof(float));
-        b->text = osp_malloc((size_t)(batch_size * txt) * sizeof(float));
+        b->latents = osp_malloc(osp_size_bytes(osp_size_mul(batch_size, max_lat, "batch latents"), sizeof(float),
+                                               "batch latents"));
+        b->text = osp_malloc(osp_size_bytes(osp_size_mul(batch_size, txt, "batch text"), sizeof(float), "batch text"));
         b->text_len = osp_malloc((size_t)batch_size * sizeof(int));
         b->index = osp_malloc((size_t)batch_size * sizeof(int64_t));
     }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/size.h"
 #include "core/half.h"
 
 /* ------------------------------------------------------------------ init / lock */
@@ -45,6 +46,7 @@ void h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 
 hid_t h5u_open_ro(const char *path, char *err, size_t errlen) {
     h5_init();
+    if (osp_check_regular(path, err, errlen)) return -1; /* a FIFO would block H5Fis_hdf5 */
     if (access(path, R_OK) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
         return -1;
@@ -100,9 +102,13 @@ int h5u_attr_str(hid_t obj, const char *name, char *buf, size_t buflen) {
     if (buflen == 0 || H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return -1;
-    hid_t ft = H5Aget_type(a), mt = -1;
+    hid_t ft = H5Aget_type(a), mt = -1, sp = H5Aget_space(a);
     int rc = -1;
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+    /* one string only: H5Aread writes every element, and an array-valued attribute would
+     * overrun the single pointer / single string read into below */
+    hssize_t npts = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (npts == 1 && ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
         mt = H5Tcopy(H5T_C_S1);
         H5Tset_cset(mt, H5Tget_cset(ft)); /* ASCII <-> UTF-8 is not a conversion HDF5 does */
         if (H5Tis_variable_str(ft) > 0) {
@@ -290,10 +296,12 @@ static hid_t open_checked(const char *path, const char *dset, int rank, int64_t 
         H5Dclose(d);
         goto fail;
     }
-    *count = 1;
-    for (int i = 0; i < H5U_MAXRANK; i++) {
-        dims[i] = i < r ? (int64_t)hd[i] : 1;
-        if (i < r) *count *= (int64_t)hd[i];
+    for (int i = 0; i < H5U_MAXRANK; i++) dims[i] = i < r && hd[i] <= INT64_MAX ? (int64_t)hd[i] : (i < r ? -1 : 1);
+    *count = osp_dims_product(dims, r);
+    if (*count < 0 || *count > INT64_MAX / 8) {
+        snprintf(err, errlen, "%s: dataset `%s` is too large (its dimensions overflow a size)", path, dset);
+        H5Dclose(d);
+        goto fail;
     }
     return d;
 fail:
@@ -320,8 +328,18 @@ int h5_read_f32(const char *path, const char *dset, int rank, int64_t *dims, flo
         snprintf(err, errlen, "%s: dataset `%s` has unsupported dtype %s (want float32/float16/bfloat16)", path,
                  dset, why);
     } else {
-        float *out = osp_malloc((size_t)count * sizeof(float));
-        uint16_t *scr = t >= H5U_F16 ? osp_malloc((size_t)count * sizeof(uint16_t)) : NULL;
+        /* a file can claim more than memory holds: an error naming it, and the HDF5 ids closed */
+        float *out = malloc((size_t)count * sizeof(float) + 1);
+        uint16_t *scr = t >= H5U_F16 ? malloc((size_t)count * sizeof(uint16_t) + 1) : NULL;
+        if (!out || (t >= H5U_F16 && !scr)) {
+            snprintf(err, errlen, "%s: dataset `%s` has %lld values, more than memory holds", path, dset,
+                     (long long)count);
+            free(out), free(scr);
+            H5Dclose(d);
+            H5Fclose(f);
+            h5_unlock();
+            return -1;
+        }
         hid_t sp = H5Dget_space(d);
         int sc = H5Sget_simple_extent_ndims(sp) == 0; /* scalar */
         H5Sclose(sp);
@@ -411,12 +429,14 @@ h5_writer *h5w_open(const char *path, char *err, size_t errlen) {
         return NULL;
     }
     close(fd);
+    osp_temp_register(w->tmp); /* removed if osp dies or is interrupted before h5w_close */
     h5_lock();
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     h5_unlock();
     if (w->file < 0) {
         snprintf(err, errlen, "%s: cannot create HDF5 file", path);
         unlink(w->tmp);
+        osp_temp_unregister(w->tmp);
         free(w);
         return NULL;
     }
@@ -604,6 +624,7 @@ void h5w_abort(h5_writer *w) {
     if (w->file >= 0) H5Fclose(w->file);
     h5_unlock();
     unlink(w->tmp);
+    osp_temp_unregister(w->tmp);
     free(w);
 }
 
@@ -626,6 +647,7 @@ int h5w_close(h5_writer *w, char *err, size_t errlen) {
         rc = -1;
     } else
         osp_fsync_dir_of(w->path);
+    osp_temp_unregister(w->tmp);
     free(w);
     return rc;
 }

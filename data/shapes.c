@@ -265,10 +265,13 @@ static int write_split(const char *path, const int (*combos)[3], int ncombo, int
 
 int shapes_synth(const char *train_path, const char *val_path, int num, int num_val, int frames, int size,
                  double speed, int text_len, int text_dim, uint64_t seed, char *err, size_t errlen) {
-    if (num < 1 || num_val < 0 || frames < 1 || size < 8 || text_len < 4 || text_dim < 1) {
+    /* upper bounds keep every clip and embedding size well inside an int */
+    if (num < 1 || num_val < 0 || frames < 1 || size < 8 || text_len < 4 || text_dim < 1 || num > (1 << 24) ||
+        num_val > (1 << 24) || frames > 1024 || size > 4096 || text_len > 4096 || text_dim > 65536 ||
+        (int64_t)3 * frames * size * size > (1 << 28) || (int64_t)text_len * text_dim > (1 << 24)) {
         snprintf(err, errlen,
-                 "%s: bad shapes settings (num %d >= 1, num_val %d >= 0, frames %d >= 1, size %d >= 8, "
-                 "text_len %d >= 4, text_dim %d >= 1)",
+                 "%s: bad shapes settings (num %d in 1..2^24, num_val %d in 0..2^24, frames %d in 1..1024, size %d "
+                 "in 8..4096, text_len %d in 4..4096, text_dim %d in 1..65536; a clip at most 2^28 values)",
                  train_path, num, num_val, frames, size, text_len, text_dim);
         return -1;
     }

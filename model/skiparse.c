@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/size.h"
 
 const char *skip_kind_name(skip_kind k) {
     return k == LAYOUT_RASTER ? "full" : (k == LAYOUT_TOKEN ? "token" : "group");
@@ -41,16 +42,20 @@ void skip_layout_init(skip_layout *l, skip_kind kind, int B, int T, int H, int W
     l->W = W;
     l->P = kind == LAYOUT_RASTER ? 1 : P;
     OSP_CHECK(kind == LAYOUT_RASTER || P >= 2, "sparse_ratio must be >= 2 for a sparse layout");
+    /* P^2 and the padded grid are ints: a ratio past the RoPE grid limit (1024 per axis) is refused
+     * before it can overflow them */
+    if (l->P > SKIP_MAX_RATIO) osp_die("model.attention.sparse_ratio %d exceeds %d", l->P, SKIP_MAX_RATIO);
     int P2 = l->P * l->P;
     l->Hp = kind == LAYOUT_RASTER ? H : H + (P2 - H % P2) % P2; /* (S1), outer mod included */
     l->Wp = kind == LAYOUT_RASTER ? W : W + (P2 - W % P2) % P2;
     int hc_n = l->Hp / l->P, wc_n = l->Wp / l->P;
     l->R = (int64_t)P2 * B;
-    l->N = (int64_t)T * hc_n * wc_n;
-    l->npos = l->R * l->N;
-    l->grid = osp_malloc(sizeof(int32_t) * l->npos);
-    l->pos3 = osp_malloc(sizeof(int32_t) * 3 * l->npos);
-    l->valid = osp_malloc(l->npos);
+    l->N = osp_size_mul(osp_size_mul(T, hc_n, "skiparse layout"), wc_n, "skiparse layout");
+    l->npos = osp_size_mul(l->R, l->N, "skiparse layout");
+    if (l->npos > INT32_MAX) osp_die("skiparse layout of %lld positions exceeds int32 indices", (long long)l->npos);
+    l->grid = osp_malloc(osp_size_bytes(l->npos, sizeof(int32_t), "skiparse grid"));
+    l->pos3 = osp_malloc(osp_size_bytes(l->npos, 3 * sizeof(int32_t), "skiparse positions"));
+    l->valid = osp_malloc((size_t)l->npos);
     for (int64_t r = 0; r < l->R; r++) {
         int s = (int)(r / B), b = (int)(r % B);
         for (int64_t n = 0; n < l->N; n++) {

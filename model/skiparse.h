@@ -28,6 +28,9 @@
 
 #include <stdint.h>
 
+/* the largest sparse ratio P: P*P then stays within the 1024 positions of a RoPE axis */
+#define SKIP_MAX_RATIO 32
+
 typedef enum { LAYOUT_RASTER = 0, LAYOUT_TOKEN = 1, LAYOUT_GROUP = 2 } skip_kind;
 
 typedef struct {

@@ -4,12 +4,14 @@
  * condition embeddings, the block loop with Skiparse layout moves, the head).
  * One block's math lives in wan_block.c.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "core/rng.h"
+#include "core/size.h"
 #include "model/wan_internal.h"
 
 /* ------------------------------------------------------------ parameter table */
@@ -93,8 +95,15 @@ wan_model *wan_init(const wan_config *cfg, const osp_backend *be) {
     OSP_CHECK(m->D % m->H == 0, "dim must be divisible by num_heads");
     m->hd = m->D / m->H;
     OSP_CHECK(m->hd % 2 == 0 && m->hd >= 6, "head dim must be even and >= 6 for 3D RoPE");
-    m->Fp = cfg->in_channels * cfg->patch[0] * cfg->patch[1] * cfg->patch[2];
-    m->Fo = cfg->out_channels * cfg->patch[0] * cfg->patch[1] * cfg->patch[2];
+    /* sizes from the config: checked, so an absurd one is an error, not a wrapped int */
+    int64_t pv = osp_size_mul(osp_size_mul(cfg->patch[0], cfg->patch[1], "model.patch"), cfg->patch[2], "model.patch");
+    int64_t fp = osp_size_mul(cfg->in_channels, pv, "model.in_channels x patch");
+    int64_t fo = osp_size_mul(cfg->out_channels, pv, "model.out_channels x patch");
+    if (fp > INT_MAX || fo > INT_MAX || osp_size_mul(6, cfg->dim, "6 x model.dim") > INT_MAX)
+        osp_die("model: channels x patch (%lld, %lld) or 6 x dim (%lld) exceeds %d", (long long)fp, (long long)fo,
+                6LL * cfg->dim, INT_MAX);
+    m->Fp = (int)fp;
+    m->Fo = (int)fo;
     build_table(m);
     m->params = be->alloc(sizeof(float) * m->total);
     m->grads = be->alloc(sizeof(float) * m->total);
@@ -301,10 +310,11 @@ static void carve_all(wan_model *m, carver *c) {
     if (Mt * D > big) big = Mt * D;
     m->gtmp = carve(c, big);
     if (cf->quant && !m->be->linear_fq_fwd) { /* a backend with linear_fq_* quantises without scratch */
-        int64_t wmax = (int64_t)D * (D > F ? D : F);
-        m->qx = carve(c, M * (D > F ? D : F));
+        /* rows: the video tokens, or the text tokens of cross-attention's k / v when those are more */
+        int64_t wmax = (int64_t)D * (D > F ? D : F), Mq = M > Mt ? M : Mt;
+        m->qx = carve(c, Mq * (D > F ? D : F));
         m->qw = carve(c, wmax);
-        m->qg = carve(c, M * (D > F ? D : F));
+        m->qg = carve(c, Mq * (D > F ? D : F));
     }
 }
 

@@ -110,6 +110,38 @@ n = struct.unpack("<Q", good[:8])[0]
 b = bytearray(good)
 b[8:8 + n] = b"{" * n
 open("bad_json.safetensors", "wb").write(b)
+# issue 21 fixtures
+with h5py.File("fwd_bad_r.h5", "w") as f:  # R of the wrong shape: fails after OUT.h5's temp file exists
+    f["latents"] = randn(1, 3, 4, 16, 16)
+    f["timesteps"] = np.array([500.0], "f4")
+    f["text"] = randn(1, 8, 32)
+    f["R"] = randn(1, 3, 4, 16, 8)
+with h5py.File("fwd_huge_dims.h5", "w") as f:  # claims 2^62 columns, stores nothing
+    f.create_dataset("latents", shape=(1, 3, 4, 16, 2**62), chunks=(1, 3, 4, 16, 16), dtype="f4")
+    f["timesteps"] = np.array([500.0], "f4")
+    f["text"] = randn(1, 8, 32)
+# a checkpoint whose head predicts 6 channels from 3 (sampling needs out = in)
+hl = struct.unpack("<Q", good[:8])[0]
+hdr = json.loads(good[8:8 + hl])
+data = good[8 + hl:]
+out_hdr, out_data = {}, b""
+for k in sorted(hdr):
+    if k == "__metadata__":
+        out_hdr[k] = hdr[k]
+        continue
+    e = hdr[k]
+    raw = data[e["data_offsets"][0]:e["data_offsets"][1]]
+    shape = list(e["shape"])
+    if k in ("head.head.weight", "head.head.bias"):
+        raw = raw + raw
+        shape[0] *= 2
+    out_hdr[k] = {"dtype": e["dtype"], "shape": shape, "data_offsets": [len(out_data), len(out_data) + len(raw)]}
+    out_data += raw
+h = json.dumps(out_hdr).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+import os
+os.makedirs("R6", exist_ok=True)
+open("R6/model.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + out_data)
 EOF
 
 # ---------------------------------------------------------------- config
@@ -164,6 +196,58 @@ expect_error "sample: position table unlike training" "config.yaml" "model.pos_e
     --prompt "red circle moving left" "${TINY[@]}" --set model.pos_embed=rope+sincos
 expect_error "unknown command" "nosuchcmd" -- "$OSP" nosuchcmd
 expect_error "unknown data action" "bogus" -- "$OSP" data bogus
+
+# ---------------------------------------------------------------- issue 21: sizes, files, messages
+expect_error "--steps past INT_MAX" "--steps" "out of range" -- "$OSP" sample --ckpt R --prompt "red circle moving left" \
+    --steps 4294967297 "${TINY[@]}"
+expect_error "sample --steps near INT_MAX" "sample.steps" -- "$OSP" sample --ckpt R --prompt "red circle moving left" \
+    --steps 2147483647 "${TINY[@]}"
+expect_error "data.prefetch near INT_MAX" "data.prefetch" -- "$OSP" train "${DT[@]}" --set data.prefetch=2147483647
+expect_error "sparse_ratio P^2 past int" "model.attention.sparse_ratio" -- "$OSP" train "${DT[@]}" \
+    --set model.attention.mode=hybrid --set model.attention.sparse_ratio=65536
+expect_error "val_batches printed as an integer" "train.val_batches" "got -2147483648" -- "$OSP" train "${DT[@]}" \
+    --set train.val_batches=-2147483648
+expect_error "out_channels vs data channels" "model.out_channels" -- "$OSP" train "${DT[@]}" \
+    --set data.train=D/s_train.h5 --set model.out_channels=4
+expect_error "sample: checkpoint with out_channels != in_channels" "R6/model.safetensors" "out_channels" -- \
+    "$OSP" sample --ckpt R6/model.safetensors --prompt "red circle moving left" "${TINY[@]}" --out S6
+expect_error "forward: inputs claiming 2^62 columns" "fwd_huge_dims.h5" -- "$OSP" forward --ckpt $GOOD \
+    --inputs fwd_huge_dims.h5 --out fwd_out.h5 --heads 2 --set device=$DEV
+expect_error "forward: missing options, one line" "--inputs" -- "$OSP" forward --ckpt $GOOD
+expect_error "forward: error after OUT.h5 was opened" "fwd_bad_r.h5" "R must have" -- "$OSP" forward --ckpt $GOOD \
+    --inputs fwd_bad_r.h5 --out fwd_r.h5 --heads 2 --set device=$DEV
+if ls fwd_r.h5* >/dev/null 2>&1; then
+    echo "FAIL  forward: a failed run left $(ls fwd_r.h5*)" >&2
+    nfail=$((nfail + 1))
+else
+    echo "      (no fwd_r.h5 or fwd_r.h5.tmp.* left behind)"
+fi
+mkfifo fifo.yaml fifo.safetensors fifo.h5
+expect_error "FIFO as config" "fifo.yaml" "not a regular file" -- timeout 20 "$OSP" train fifo.yaml
+expect_error "FIFO as checkpoint" "fifo.safetensors" "not a regular file" -- timeout 20 "$OSP" ckpt inspect fifo.safetensors
+expect_error "FIFO as data" "fifo.h5" "not a regular file" -- timeout 20 "$OSP" train "${DT[@]}" --set data.train=fifo.h5
+expect_error "newline in a path: one escaped line" 'no\nsuch.yaml' -- "$OSP" train "$(printf 'no\nsuch.yaml')"
+# a failed start keeps the previous run's config.yaml
+cp R/config.yaml config.before
+expect_error "failed start keeps run_dir/config.yaml" "no_such_data.h5" -- "$OSP" train "${TINY[@]}" --set run_dir=R \
+    --set data.train=no_such_data.h5 --set train.steps=7
+if cmp -s R/config.yaml config.before; then echo "      (R/config.yaml unchanged)"
+else echo "FAIL  failed start rewrote R/config.yaml" >&2; nfail=$((nfail + 1)); fi
+# no action: usage, then one error line, exit 2
+for args in "" "data" "ckpt"; do
+    set +e
+    # shellcheck disable=SC2086
+    "$OSP" $args >noact.out 2>noact.err
+    rc=$?
+    set -e
+    if [ $rc -eq 2 ] && grep -qi usage noact.err && [ "$(grep -c '^osp: error: ' noact.err)" -eq 1 ] &&
+        tail -n 1 noact.err | grep -q '^osp: error: '; then
+        echo "ok    osp $args without action: exit 2, $(tail -n 1 noact.err)"
+    else
+        echo "FAIL  osp $args without action: exit $rc, stderr: $(tail -n 1 noact.err)" >&2
+        nfail=$((nfail + 1))
+    fi
+done
 
 expect_help "osp --help" "$OSP" --help
 expect_help "osp train --help" "$OSP" train --help

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int n_fail = 0, n_pass = 0;
@@ -164,7 +165,7 @@ static void test_yaml_errors(void) {
     expect_yaml_error("model:\n  recompute: maybe\n", 2, "true or false", "model.recompute", NULL);
     expect_yaml_error("model:\n  attention:\n    mode: sparse\n", 3, "full|hybrid", "model.attention.mode", "'sparse'",
                       NULL);
-    expect_yaml_error("train:\n  batch_size: 0\n", 2, "train.batch_size must be >= 1, got 0", NULL);
+    expect_yaml_error("train:\n  batch_size: 0\n", 2, "train.batch_size must be in [1,65536], got 0", NULL);
     expect_yaml_error("train:\n  beta2: 1.0\n", 2, "train.beta2 must be in [0,1)", NULL);
     expect_yaml_error("model:\n  dim: 99999999999\n", 2, "out of range", NULL);
     expect_yaml_error("model:\n  dim:\n", 2, "got no value", NULL);
@@ -174,7 +175,7 @@ static void test_yaml_errors(void) {
     expect_yaml_error("model:\n  dim: [64]\n", 2, "got a list", NULL);
     expect_yaml_error("model:\n  patch: [1, 2]\n", 2, "expected 3 integers for model.patch, got 2", NULL);
     expect_yaml_error("model:\n  patch:\n    - 1\n    - x\n    - 2\n", 4, "expected integer for model.patch", NULL);
-    expect_yaml_error("model:\n  patch: [1, 0, 2]\n", 2, "model.patch must be >= 1, got 0", NULL);
+    expect_yaml_error("model:\n  patch: [1, 0, 2]\n", 2, "model.patch must be in [1,64], got 0", NULL);
     expect_yaml_error("quant:\n  skip_blocks: 3\n", 2, "expected list of integers for quant.skip_blocks", NULL);
     expect_yaml_error("- 1\n- 2\n", 1, "top level must be a mapping", NULL);
     expect_yaml_error("model:\n  dim: 32\n  dim: 48\n", 3, "duplicate key 'model.dim' (first at line 2)", NULL);
@@ -229,8 +230,8 @@ static void test_set(void) {
     expect_set_error("model.patch=1,2", "--set model.patch: expected 3 integers, got 2");
     expect_set_error("model.patch=[1,2,2", "unclosed");
     expect_set_error("model.patch=1,x,2", "expected integer, got 'x'");
-    expect_set_error("quant.skip_blocks=-1", "must be >= 0, got -1");
-    expect_set_error("train.grad_accum=0", "--set train.grad_accum: must be >= 1, got 0");
+    expect_set_error("quant.skip_blocks=-1", "must be in [0,1023], got -1");
+    expect_set_error("train.grad_accum=0", "--set train.grad_accum: must be in [1,65536], got 0");
     expect_set_error("model=3", "--set model: is a section");
     expect_set_error("train.steps", "expected key=value");
     expect_set_error("model.recompute=maybe", "true or false");
@@ -291,7 +292,7 @@ static void test_round_trip(void) {
         snprintf(a, sizeof a, "train.min_lr=%.9g", (double)(c.train.lr * 0.37f));
         CHECK(config_set(&c, a, err, sizeof err) == 0, "%s", err);
         for (size_t i = 0; i < sizeof int_keys / sizeof int_keys[0]; i++) {
-            snprintf(a, sizeof a, "%s=%d", int_keys[i], 1 + rand() % 100000);
+            snprintf(a, sizeof a, "%s=%d", int_keys[i], 1 + rand() % 64); /* within every key's bounds */
             CHECK(config_set(&c, a, err, sizeof err) == 0, "%s", err);
         }
         int nskip = rand() % 6;
@@ -407,6 +408,43 @@ static void test_print(void) {
     free(buf);
 }
 
+/* issue 21: integers bounded to what the code can hold, integer messages, FIFOs refused */
+static void test_bounds(void) {
+    expect_set_error("model.attention.sparse_ratio=65536", "must be in [1,32], got 65536");
+    expect_set_error("data.prefetch=2147483647", "must be in [1,64], got 2147483647");
+    expect_set_error("sample.steps=2147483646", "must be in [1,100000], got 2147483646");
+    expect_set_error("model.dim=2147483647", "must be in [1,65536], got 2147483647");
+    expect_set_error("model.patch=[1,1,1000000]", "must be in [1,64], got 1000000");
+    /* an integer is printed as an integer, not as -2.14748365e+09 */
+    expect_set_error("train.val_batches=-2147483648", "must be in [0,1000000], got -2147483648");
+    expect_set_error("train.steps=4294967297", "out of range");
+    /* found by fuzz_config: a non-UTF-8 string was saved into a config.yaml that could not load back */
+    expect_set_error("run_dir=x\xab y", "expected UTF-8 text");
+    /* ... and DEL, C1 controls and U+FFFE must be escaped in the saved YAML (libyaml refuses them raw) */
+    {
+        osp_config a, b2;
+        char path[600], e2[1024];
+        config_defaults(&a);
+        CHECK(config_set(&a, "run_dir=a\x7f\xc2\x80\xc2\x85z\xef\xbf\xbe\xe2\x80\xa8y", e2, sizeof e2) == 0, "%s", e2);
+        snprintf(path, sizeof path, "%s/controls.yaml", tmpdir);
+        CHECK(config_save_yaml(&a, path, e2, sizeof e2) == 0, "%s", e2);
+        config_defaults(&b2);
+        CHECK(config_load_yaml(&b2, path, e2, sizeof e2) == 0, "controls load back: %s", e2);
+        CHECK(!strcmp(a.run_dir, b2.run_dir), "run_dir round trip: '%s'", b2.run_dir);
+    }
+    /* a FIFO as config: refused at once (an open() would wait for a writer forever) */
+    char fifo[600], err[1024];
+    snprintf(fifo, sizeof fifo, "%s/fifo.yaml", tmpdir);
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo %s", fifo);
+    osp_config c;
+    config_defaults(&c);
+    alarm(20); /* a hang fails the test instead of stalling ctest */
+    CHECK(config_load_yaml(&c, fifo, err, sizeof err) != 0 && strstr(err, "not a regular file"), "fifo: '%s'", err);
+    alarm(0);
+    snprintf(fifo, sizeof fifo, "%s", tmpdir);
+    CHECK(config_load_yaml(&c, fifo, err, sizeof err) != 0 && strstr(err, "not a regular file"), "dir: '%s'", err);
+}
+
 int main(void) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/osp_test_config_XXXXXX", t && *t ? t : "/tmp");
@@ -421,6 +459,7 @@ int main(void) {
     test_round_trip();
     test_validate();
     test_print();
+    test_bounds();
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -21,6 +24,7 @@
 #include "data/shapes.h"
 
 #include "tests/testutil.h"
+#include "tests/fuzz/h5_seeds.h"
 #define EXPECT TU_EXPECT /* one failure counter for all C tests: tu_nfail */
 
 static char tmpdir[512];
@@ -379,6 +383,67 @@ static void test_ordering(const char *train, int N) {
 
 /* ------------------------------------------------------------------ buckets, f16/bf16 */
 
+/* issue 21: hostile files (the fuzz corpus's seeds) end in one error, not a stack/heap overflow
+ * (array-valued dtype attribute), a permutation wrapped to 0 bytes (2^62 clips) or an
+ * overflowed product (per-clip dims); a FIFO is refused without blocking */
+static void test_hostile(void) {
+    static const char *needle[SEED_N] = {NULL, NULL, "unsupported dtype", "unsupported dtype", "claims N=",
+                                         "elements per clip"};
+    char p[600], err[1024];
+    for (int k = 0; k < SEED_N; k++) {
+        tpath(p, sizeof p, seed_names[k]);
+        EXPECT(seed_write((seed_kind)k, p) == 0, "write %s", p);
+        if (needle[k]) {
+            expect_open_error(p, needle[k]);
+        } else {
+            osp_dataset *ds = open_ok(p, 0, 1, 3, 1, 0);
+            osp_batch b;
+            EXPECT(dataset_next(ds, &b, err, sizeof err) == 0, "%s", err);
+            dataset_close(ds);
+        }
+    }
+    /* the same shapes through h5_read_f32 (osp forward --inputs, osp sample --prompts) */
+    int64_t dims[8];
+    float *x = NULL;
+    tpath(p, sizeof p, seed_names[SEED_DIMS_OVERFLOW]);
+    EXPECT(h5_read_f32(p, "latents", 5, dims, &x, err, sizeof err) != 0 && strstr(err, "too large"),
+           "dims overflow: '%s'", err);
+    tpath(p, sizeof p, seed_names[SEED_HUGE_N]);
+    EXPECT(h5_read_f32(p, "text", 3, dims, &x, err, sizeof err) != 0, "2^62 text rows must not be read");
+    tpath(p, sizeof p, "fifo.h5");
+    EXPECT(mkfifo(p, 0600) == 0, "mkfifo %s", p);
+    alarm(20); /* a hang fails the test instead of stalling ctest */
+    expect_open_error(p, "not a regular file");
+    EXPECT(h5_read_f32(p, "latents", 5, dims, &x, err, sizeof err) != 0 && strstr(err, "not a regular file"), "%s",
+           err);
+    alarm(0);
+}
+
+/* issue 21: an `osp forward` killed while writing OUT.h5 left OUT.h5.tmp.PID behind; a writer's
+ * temp file is now removed by SIGINT / SIGTERM (and by a fatal error) */
+static void test_killed_writer(void) {
+    char p[600], tmp[700];
+    tpath(p, sizeof p, "killed.h5");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[256];
+        h5_writer *w = h5w_open(p, err, sizeof err);
+        if (!w) _exit(3);
+        int64_t d[1] = {4};
+        float v[4] = {1, 2, 3, 4};
+        h5w_f32(w, "x", 1, d, v);
+        raise(SIGTERM); /* as `kill PID` would, mid-write */
+        _exit(4);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", p, (int)pid);
+    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "writer child: status %d", st);
+    EXPECT(access(tmp, F_OK) != 0 && access(p, F_OK) != 0, "a killed writer left %s", tmp);
+    printf("killed writer: no %s left\n", tmp);
+}
+
 static void test_buckets(void) {
     char p[600], err[512];
     tpath(p, sizeof p, "buckets.h5");
@@ -724,6 +789,8 @@ int main(void) {
     test_shapes(train, val, NTRAIN, NVAL);
     test_embedding(train);
     test_schema_errors();
+    test_hostile();
+    test_killed_writer();
     test_ordering(train, NTRAIN);
     test_buckets();
     test_half();

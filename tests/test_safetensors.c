@@ -621,6 +621,39 @@ static void test_fuzz(void) {
     printf("  fuzz: %d inputs opened, %d rejected cleanly\n", opened, failed);
 }
 
+/* issue 21: empty tensors with absurd dims, Wan shapes that do not fit an int, non-regular files */
+static void test_hostile(void) {
+    /* zero bytes, but dims whose product (ignoring the 0) overflows: refused at open */
+    write_raw(tpath("zero_huge.safetensors"),
+              "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807,4611686018427387904],"
+              "\"data_offsets\":[0,0]}}",
+              0);
+    expect_open_fail(tpath("zero_huge.safetensors"), "zero_huge.safetensors", "overflows");
+    /* empty Wan tensors whose dims become ints: wan_infer_dims refuses them (ckpt inspect printed garbage) */
+    write_raw(tpath("wan_empty.safetensors"),
+              "{\"patch_embedding.weight\":{\"dtype\":\"F32\",\"shape\":[2147483648,0,1,1,1],\"data_offsets\":[0,0]},"
+              "\"text_embedding.0.weight\":{\"dtype\":\"F32\",\"shape\":[2147483648,0],\"data_offsets\":[0,0]},"
+              "\"time_embedding.0.weight\":{\"dtype\":\"F32\",\"shape\":[2147483648,0],\"data_offsets\":[0,0]},"
+              "\"blocks.0.ffn.0.weight\":{\"dtype\":\"F32\",\"shape\":[0,2147483648],\"data_offsets\":[0,0]},"
+              "\"head.head.weight\":{\"dtype\":\"F32\",\"shape\":[0,2147483648],\"data_offsets\":[0,0]}}",
+              0);
+    char err[512] = "";
+    st_set *s = NULL;
+    CHECK(st_open(&s, tpath("wan_empty.safetensors"), err, sizeof err) == 0, "%s", err);
+    if (s) {
+        wan_dims d;
+        CHECK(wan_infer_dims(s, &d, err, sizeof err) != 0 && strstr(err, "dimension"), "infer dims: '%s'", err);
+        st_close(s);
+    }
+    /* a FIFO as checkpoint or index, and a directory as index: refused without blocking */
+    CHECK(mkfifo(tpath("fifo.safetensors"), 0600) == 0, "mkfifo");
+    CHECK(mkfifo(tpath("fifo.safetensors.index.json"), 0600) == 0, "mkfifo");
+    alarm(20); /* a hang fails the test instead of stalling ctest */
+    expect_open_fail(tpath("fifo.safetensors"), "fifo.safetensors", "not a regular file");
+    expect_open_fail(tpath("fifo.safetensors.index.json"), "fifo.safetensors.index.json", "not a regular file");
+    alarm(0);
+}
+
 int main(void) {
     const char *root = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/osp_st_XXXXXX", root && *root ? root : "/tmp");
@@ -633,6 +666,7 @@ int main(void) {
     test_wan_ckpt();
     test_bad();
     test_fuzz();
+    test_hostile();
     if (g_fail == 0) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

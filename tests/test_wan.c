@@ -286,6 +286,31 @@ int main(void) {
     run(&qr, &k, params, &o3, &g3, &n);
     EXPECT(!memcmp(o2, o3, sizeof(float) * k.nout) && !memcmp(g2, g3, sizeof(float) * n),
            "HiF8 with recomputation must be bit-identical (scales reused, histories advanced once)");
+    free(o2), free(g2), free(o3), free(g3), free(oh), free(gh);
+
+    /* issue 21: HiF8 with far more text rows than video tokens (1 token, 64 text rows): the
+     * quantisation scratch must hold cross-attention's k / v inputs (64 x dim), not just the
+     * video rows (an overflow here is a heap write past the arena, caught by the ASan pass) */
+    {
+        wan_config lt = tiny(false, 0, false);
+        lt.text_len = 64;
+        case_t kt;
+        make_case(&kt, lt, 1, 1, 2, 2);
+        float *pl = random_params(&lt);
+        float *ou, *gu, *oq, *gq;
+        int64_t nl;
+        run(&lt, &kt, pl, &ou, &gu, &nl);
+        lt.quant = true, lt.quant_fwd_target = 15, lt.quant_grad_target = 224, lt.quant_history = 4;
+        run(&lt, &kt, pl, &oq, &gq, &nl);
+        int fin = 1;
+        for (int64_t i = 0; i < nl; i++) fin &= isfinite(gq[i]) != 0;
+        double od = rel(oq, ou, kt.nout), gdl = rel(gq, gu, nl);
+        EXPECT(fin, "HiF8 long-text gradients must be finite");
+        EXPECT(od > 1e-4 && od < 0.2 && gdl > 1e-4 && gdl < 0.5,
+               "HiF8 long text: output %.3e (want 1e-4..0.2), gradients %.3e (want 1e-4..0.5)", od, gdl);
+        printf("HiF8, 1 video token and 64 text rows vs unquantised: output %.3e, gradients %.3e\n", od, gdl);
+        free(ou), free(gu), free(oq), free(gq), free(pl);
+    }
     printf("%s\n", tu_nfail ? "test_wan: FAILED" : "test_wan: all checks passed");
     return tu_nfail ? 1 : 0;
 }

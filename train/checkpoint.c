@@ -203,6 +203,7 @@ int ckpt_load(const char *dir, wan_model *m, adamw_state *opt, train_state *st, 
     if (rc) return -1;
     snprintf(path, sizeof path, "%s/state.json", dir);
     json_error_t je;
+    if (osp_check_regular(path, err, errlen)) return -1;
     json_t *j = json_load_file(path, 0, &je);
     if (!j) {
         snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);

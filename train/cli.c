@@ -5,6 +5,7 @@
 #include "train/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,8 +22,10 @@ const char *cli_value(int argc, char **argv, int *i) {
 int cli_int(const char *opt, const char *v) {
     char *end;
     errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v) osp_die("option %s: expected an integer, got '%s'", opt, v);
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end) osp_die("option %s: expected an integer, got '%s'", opt, v);
+    if (errno == ERANGE || x < INT_MIN || x > INT_MAX)
+        osp_die("option %s: %s is out of range (%d to %d)", opt, v, INT_MIN, INT_MAX);
     return (int)x;
 }
 

@@ -106,7 +106,10 @@ static int convert(const char *in, const char *out, const char *to, const char *
 int cmd_ckpt(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
-        if (argc < 1) osp_exit(2); /* every failing exit goes through osp_exit */
+        if (argc < 1) {
+            fprintf(stderr, "osp: error: ckpt: no action given (inspect or convert) (see osp ckpt --help)\n");
+            osp_exit(2); /* every failing exit goes through osp_exit */
+        }
         return 0;
     }
     if (!strcmp(argv[0], "inspect")) {

@@ -60,7 +60,10 @@ static int data_inspect(int argc, char **argv) {
 int cmd_data(int argc, char **argv) {
     if (argc < 1 || cli_is_help(argv[0])) {
         usage(argc < 1 ? stderr : stdout);
-        if (argc < 1) osp_exit(2); /* every failing exit goes through osp_exit */
+        if (argc < 1) {
+            fprintf(stderr, "osp: error: data: no action given (synth, heldout or inspect; see osp data --help)\n");
+            osp_exit(2); /* every failing exit goes through osp_exit */
+        }
         return 0;
     }
     if (!strcmp(argv[0], "heldout")) { /* the held-out prompts, one per line (used by the demo) */

@@ -58,10 +58,9 @@ int cmd_forward(int argc, char **argv) {
         else if (!strcmp(a, "--set")) sets[nset++] = (char *)cli_value(argc, argv, &i);
         else osp_die("forward: unknown option '%s' (see osp forward --help)", a);
     }
-    if (!ckpt || !in || !outp) {
-        usage(stderr);
-        osp_die("forward: --ckpt, --inputs and --out are required");
-    }
+    if (!ckpt || !in || !outp)
+        osp_die("forward: missing %s (--ckpt, --inputs and --out are required; see osp forward --help)",
+                !ckpt ? "--ckpt" : !in ? "--inputs" : "--out");
     osp_config cfg;
     config_defaults(&cfg);
     cli_config_load(&cfg, yaml, nset, sets, false);
@@ -77,6 +76,13 @@ int cmd_forward(int argc, char **argv) {
     float *lat = read_input(in, "latents", 5, ld);
     float *ts = read_input(in, "timesteps", 1, tsd);
     float *text = read_input(in, "text", 3, td);
+    /* shapes from the file become ints and buffer sizes: bound them before any arithmetic */
+    for (int k = 0; k < 5; k++)
+        if (ld[k] < 1 || ld[k] > 65536)
+            osp_die("%s: latents dimension %d is %lld (want 1 to 65536)", in, k, (long long)ld[k]);
+    for (int k = 0; k < 3; k++)
+        if (td[k] < 1 || td[k] > 65536)
+            osp_die("%s: text dimension %d is %lld (want 1 to 65536)", in, k, (long long)td[k]);
     int B = (int)ld[0];
     if (ld[1] != dims.in_channels)
         osp_die("%s: latents have %lld channels, the checkpoint expects %d", in, (long long)ld[1], dims.in_channels);

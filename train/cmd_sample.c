@@ -133,6 +133,10 @@ int cmd_sample(int argc, char **argv) {
     wan_dims dims;
     if (wan_infer_dims(st, &dims, err, sizeof err)) osp_die("%s", err);
     cli_config_from_dims(&cfg, &dims);
+    if (dims.out_channels != dims.in_channels)
+        osp_die("%s: out_channels %d differs from in_channels %d; sampling integrates a velocity of the latents' "
+                "shape",
+                wpath, dims.out_channels, dims.in_channels);
     if (cfg.model.num_heads <= 0 || dims.dim % cfg.model.num_heads)
         cfg.model.num_heads = wan_default_heads(dims.dim);
 

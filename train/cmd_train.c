@@ -253,8 +253,11 @@ int cmd_train(int argc, char **argv) {
                tc->batch_size);
     }
     config_print(c, stdout);
-    snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
-    if (t->mesh.rank == 0 && config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
+    /* flow matching regresses a velocity of the latents' shape */
+    if (c->model.out_channels != c->model.in_channels)
+        osp_die("model.out_channels (%d) must equal model.in_channels (%d): the predicted velocity has the "
+                "latents' shape",
+                c->model.out_channels, c->model.in_channels);
 
     int Bl = tc->batch_size / t->ndp; /* the global batch stays train.batch_size at any world size */
     if (dataset_open(&t->train, c->data.train, t->rdp, t->ndp, (uint64_t)c->seed, Bl, c->data.prefetch, err,
@@ -263,6 +266,10 @@ int cmd_train(int argc, char **argv) {
     if (c->data.val[0] && dataset_open(&t->val, c->data.val, t->rdp, t->ndp, (uint64_t)c->seed, Bl, 0, err,
                                        sizeof err))
         osp_die("%s", err);
+    for (int k = 0; k < dataset_num_buckets(t->train); k++)
+        if (dataset_C(t->train, k) != c->model.in_channels)
+            osp_die("%s: latents have %d channels, model.in_channels is %d", c->data.train,
+                    dataset_C(t->train, k), c->model.in_channels);
 
     wan_config wc = cli_wan_config(c);
     t->m = wan_init(&wc, t->be);
@@ -296,6 +303,9 @@ int cmd_train(int argc, char **argv) {
     dp_shard_optimizer(&t->dp, &t->opt);
     if (t->nccl) dp_use_nccl(&t->dp, t->nccl);
     slow_barrier(t); /* everyone built and loaded before the first timed collective */
+    /* only now, with the inputs checked, so a failed start keeps the previous run's config */
+    snprintf(path, sizeof path, "%s/config.yaml", c->run_dir);
+    if (t->mesh.rank == 0 && config_save_yaml(c, path, err, sizeof err)) osp_die("%s", err);
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
     if (t->mesh.rank == 0)
         metrics_open(path, resume ? step : -1);

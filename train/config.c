@@ -65,45 +65,45 @@ static const cfg_key KEYS[] = {
            "CUDA attention: cuDNN where it serves (auto), cuDNN or stop (cudnn), osp's kernels (osp)"),
     K_BOOL("cuda.act16", cuda.act16, "true", "CUDA: store GEMM/attention-only activations bf16 (with cuda.gemm bf16)"),
 
-    K_INT("model.dim", model.dim, "64", ">0", "hidden size d"),
-    K_INT("model.ffn_dim", model.ffn_dim, "256", ">0", "FFN inner size"),
-    K_INT("model.num_heads", model.num_heads, "2", ">=0", "attention heads (0 = dim/128, at least 1)"),
-    K_INT("model.num_layers", model.num_layers, "4", ">=1", "transformer blocks"),
-    K_INT("model.in_channels", model.in_channels, "3", ">=1", "channels of the input video/latent"),
-    K_INT("model.out_channels", model.out_channels, "3", ">=1", "channels of the predicted velocity"),
-    K_INT("model.text_dim", model.text_dim, "32", ">=1", "width of the text embeddings"),
-    K_INT("model.text_len", model.text_len, "8", ">=1", "text tokens per sample"),
-    K_INT("model.freq_dim", model.freq_dim, "64", ">=2", "sinusoidal timestep embedding size (even)"),
-    K_INT3("model.patch", model.patch, "[1,4,4]", ">=1", "patch size (pt, ph, pw)"),
+    K_INT("model.dim", model.dim, "64", "[1,65536]", "hidden size d"),
+    K_INT("model.ffn_dim", model.ffn_dim, "256", "[1,262144]", "FFN inner size"),
+    K_INT("model.num_heads", model.num_heads, "2", "[0,1024]", "attention heads (0 = dim/128, at least 1)"),
+    K_INT("model.num_layers", model.num_layers, "4", "[1,1024]", "transformer blocks"),
+    K_INT("model.in_channels", model.in_channels, "3", "[1,4096]", "channels of the input video/latent"),
+    K_INT("model.out_channels", model.out_channels, "3", "[1,4096]", "channels of the predicted velocity"),
+    K_INT("model.text_dim", model.text_dim, "32", "[1,65536]", "width of the text embeddings"),
+    K_INT("model.text_len", model.text_len, "8", "[1,65536]", "text tokens per sample"),
+    K_INT("model.freq_dim", model.freq_dim, "64", "[2,65536]", "sinusoidal timestep embedding size (even)"),
+    K_INT3("model.patch", model.patch, "[1,4,4]", "[1,64]", "patch size (pt, ph, pw)"),
     K_FLT("model.eps", model.eps, "1e-6", ">0", "epsilon of the layer/RMS norms"),
     K_BOOL("model.recompute", model.recompute, "false", "recompute block activations in backward"),
     K_ENUM("model.pos_embed", model.pos_embed, "rope|rope+sincos", "rope",
            "positions: RoPE (Wan2.1), or also a fixed sin-cos table of absolute positions"),
     K_ENUM("model.attention.mode", model.attention.mode, "full|hybrid", "full",
            "full attention, or hybrid full/Skiparse"),
-    K_INT("model.attention.sparse_ratio", model.attention.sparse_ratio, "2", ">=1",
+    K_INT("model.attention.sparse_ratio", model.attention.sparse_ratio, "2", "[1,32]",
           "Skiparse ratio P per spatial axis (hybrid: >= 2)"),
-    K_INT("model.attention.num_full_blocks", model.attention.num_full_blocks, "0", ">=0",
+    K_INT("model.attention.num_full_blocks", model.attention.num_full_blocks, "0", "[0,1024]",
           "full blocks F, F/2 at each end (hybrid: multiple of 4)"),
 
     K_ENUM("quant.format", quant.format, "none|hif8", "none", "fake-quantisation format of GEMM inputs"),
     K_ENUM("quant.scaling", quant.scaling, "current|delayed", "current", "per-tensor scale from this or past amax"),
-    K_INT("quant.history", quant.history, "16", ">=1", "amax history length (delayed scaling)"),
+    K_INT("quant.history", quant.history, "16", "[1,65536]", "amax history length (delayed scaling)"),
     K_FLT("quant.forward_target", quant.forward_target, "15", ">0", "amax target of forward tensors"),
     K_FLT("quant.grad_target", quant.grad_target, "224", ">0", "amax target of gradient tensors"),
     K_BOOL("quant.saturate", quant.saturate, "false", "clamp out-of-range values instead of inf"),
     K_BOOL("quant.attention", quant.attention, "false", "also fake-quantise q,k,v and dq,dk,dv"),
     K_ENUM("quant.hif8_exec", quant.hif8_exec, "emulate|fp8", "emulate",
            "CUDA: HiF8 GEMMs as bf16 emulation or on E4M3 tensor cores (Hopper; else emulation)"),
-    K_LIST("quant.skip_blocks", quant.skip_blocks, quant.n_skip_blocks, "[]", ">=0", "blocks kept unquantised"),
+    K_LIST("quant.skip_blocks", quant.skip_blocks, quant.n_skip_blocks, "[]", "[0,1023]", "blocks kept unquantised"),
 
     K_STR("data.train", data.train, "data/shapes_train.h5", "HDF5 training file"),
     K_STR("data.val", data.val, "data/shapes_val.h5", "HDF5 held-out file (\"\" = none)"),
-    K_INT("data.prefetch", data.prefetch, "2", ">=1", "batches prefetched by the reader thread"),
+    K_INT("data.prefetch", data.prefetch, "2", "[1,64]", "batches prefetched by the reader thread"),
 
-    K_INT("train.steps", train.steps, "1000", ">=0", "optimizer steps"),
-    K_INT("train.batch_size", train.batch_size, "8", ">=1", "global samples per micro-step"),
-    K_INT("train.grad_accum", train.grad_accum, "1", ">=1", "micro-steps per optimizer step"),
+    K_INT("train.steps", train.steps, "1000", "[0,1000000000]", "optimizer steps"),
+    K_INT("train.batch_size", train.batch_size, "8", "[1,65536]", "global samples per micro-step"),
+    K_INT("train.grad_accum", train.grad_accum, "1", "[1,65536]", "micro-steps per optimizer step"),
     K_FLT("train.lr", train.lr, "1e-3", ">=0", "peak learning rate"),
     K_FLT("train.min_lr", train.min_lr, "1e-4", ">=0", "final learning rate of the cosine schedule"),
     K_FLT("train.weight_decay", train.weight_decay, "0.01", ">=0", "AdamW decoupled weight decay"),
@@ -125,28 +125,28 @@ static const cfg_key KEYS[] = {
           "probability a sample's text embedding is zeroed (enables classifier-free guidance)"),
     K_INT("train.log_every", train.log_every, "10", ">=1", "steps between log lines"),
     K_INT("train.val_every", train.val_every, "100", ">=0", "steps between validations (0 = off)"),
-    K_INT("train.val_batches", train.val_batches, "4", ">=0", "batches per validation"),
+    K_INT("train.val_batches", train.val_batches, "4", "[0,1000000]", "batches per validation"),
     K_INT("train.ckpt_every", train.ckpt_every, "250", ">=0", "steps between checkpoints (0 = only at the end)"),
-    K_INT("train.keep_last", train.keep_last, "2", ">=1", "checkpoints kept on disk"),
+    K_INT("train.keep_last", train.keep_last, "2", "[1,10000]", "checkpoints kept on disk"),
     K_INT("train.max_skipped", train.max_skipped, "10", ">=0", "non-finite steps skipped before aborting"),
 
-    K_INT("sample.steps", sample.steps, "30", ">=1", "solver steps"),
+    K_INT("sample.steps", sample.steps, "30", "[1,100000]", "solver steps"),
     K_FLT("sample.shift", sample.shift, "1.0", ">0", "sigma shift of the sampling schedule"),
     K_FLT("sample.cfg", sample.cfg, "3.0", ">=0", "classifier-free guidance scale"),
     K_ENUM("sample.solver", sample.solver, "euler|unipc", "euler", "ODE solver"),
     K_INT("sample.seed", sample.seed, "0", NULL, "seed of the initial noise"),
-    K_INT("sample.num_frames", sample.num_frames, "8", ">=1", "frames of the generated grid"),
-    K_INT("sample.height", sample.height, "32", ">=1", "height of the generated grid"),
-    K_INT("sample.width", sample.width, "32", ">=1", "width of the generated grid"),
+    K_INT("sample.num_frames", sample.num_frames, "8", "[1,65536]", "frames of the generated grid"),
+    K_INT("sample.height", sample.height, "32", "[1,65536]", "height of the generated grid"),
+    K_INT("sample.width", sample.width, "32", "[1,65536]", "width of the generated grid"),
 
-    K_INT("parallel.dp", parallel.dp, "0", ">=0", "data-parallel ranks (0 = world size / (sp x ssp))"),
-    K_INT("parallel.sp", parallel.sp, "1", ">=1", "Ulysses sequence-parallel ranks (must divide the heads)"),
-    K_INT("parallel.ssp", parallel.ssp, "1", ">=1", "Skiparse sequence-parallel ranks (must divide P^2)"),
+    K_INT("parallel.dp", parallel.dp, "0", "[0,65536]", "data-parallel ranks (0 = world size / (sp x ssp))"),
+    K_INT("parallel.sp", parallel.sp, "1", "[1,1024]", "Ulysses sequence-parallel ranks (must divide the heads)"),
+    K_INT("parallel.ssp", parallel.ssp, "1", "[1,1024]", "Skiparse sequence-parallel ranks (must divide P^2)"),
     K_ENUM("parallel.transport", parallel.transport, "auto|nccl|mpi", "auto",
            "collectives: NCCL for GPU tensors, MPI (host memory); auto picks"),
     K_ENUM("parallel.shard", parallel.shard, "none|optimizer|full", "none",
            "sharded state over dp ranks: none, optimizer (ZeRO-1), full (ZeRO-3)"),
-    K_INT("parallel.timeout_s", parallel.timeout_s, "300", ">=0",
+    K_INT("parallel.timeout_s", parallel.timeout_s, "300", "[0,604800]",
           "seconds a collective may wait before the job is aborted (0 = never)"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
@@ -244,6 +244,25 @@ static const char *shown(const char *s, char *buf, size_t len) {
     return buf;
 }
 
+/* Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static bool utf8_valid(const char *str) {
+    const unsigned char *p = (const unsigned char *)str;
+    while (*p) {
+        unsigned c = *p, n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (n == 9) return false;
+        unsigned cp = n == 0 ? c : n == 1 ? c & 0x1f : n == 2 ? c & 0x0f : c & 0x07;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 /* Shortest %g that reads back as the same float, so saved configs round-trip exactly. */
 static void fmt_float(float v, char *buf, size_t len) {
     for (int p = 1; p <= 9; p++) {
@@ -326,8 +345,11 @@ static int range_check(const cfg_key *k, double v, const char *fk, char *msg, si
     if (range_ok(k->range, v)) return 0;
     const char *r = k->range;
     int op = r[0] != '>' ? 0 : r[1] == '=' ? 2 : 1;
-    return fail(msg, ml, "%s%smust be %s%.*s%s%s, got %.9g", fk[0] ? fk + 5 : "", fk[0] ? " " : "", op ? "" : "in ", op,
-                r, op ? " " : "", r + op, v);
+    char got[64]; /* an integer key's value as an integer, not as 9 significant digits */
+    if (k->type != CFG_FLOAT && fabs(v) < 1e15) snprintf(got, sizeof got, "%.0f", v);
+    else snprintf(got, sizeof got, "%.9g", v);
+    return fail(msg, ml, "%s%smust be %s%.*s%s%s, got %s", fk[0] ? fk + 5 : "", fk[0] ? " " : "", op ? "" : "in ", op,
+                r, op ? " " : "", r + op, got);
 }
 
 /* Apply one scalar text to a non-list key of c. */
@@ -350,6 +372,8 @@ static int apply_scalar(osp_config *c, const cfg_key *k, const char *s, const ch
             return fail(msg, ml, "expected one of %s%s, got '%s'", k->allowed, fk, shown(s, b, sizeof b));
         /* fall through - an enum is stored as its string */
     case CFG_STR:
+        if (!utf8_valid(s)) /* the saved config.yaml must load back, and YAML is UTF-8 */
+            return fail(msg, ml, "expected UTF-8 text%s, got '%s'", fk, shown(s, b, sizeof b));
         if (strlen(s) >= k->size)
             return fail(msg, ml, "string%s too long (%zu bytes, at most %zu)", fk, strlen(s), k->size - 1);
         memset(fld(c, k), 0, k->size); /* zero the tail so configs compare with memcmp */
@@ -547,8 +571,13 @@ static int yaml_problem(const yaml_parser_t *p, const char *path, char *err, siz
 }
 
 int config_load_yaml(osp_config *c, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
     struct stat st;
+    /* stat first: opening a FIFO (or a device) for reading can block forever */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: cannot open (not a regular file)", path);
+        return -1;
+    }
+    FILE *f = fopen(path, "rb");
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, f ? "not a regular file" : strerror(errno));
         if (f) fclose(f);
@@ -736,8 +765,14 @@ static void fmt_value(const osp_config *c, const cfg_key *k, bool yaml, char *bu
         for (const unsigned char *s = p; *s && j + 6 < len; s++) {
             if (*s == '"' || *s == '\\')
                 buf[j++] = '\\', buf[j++] = (char)*s;
-            else if (*s < 0x20)
+            else if (*s < 0x20 || *s == 0x7f)
                 j += (size_t)snprintf(buf + j, len - j, "\\x%02x", *s);
+            else if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) /* C1 controls (NEL would fold to a space) */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[1]), s++;
+            else if (*s == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9)) /* LS, PS: YAML line breaks */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[2] == 0xa8 ? 0x2028u : 0x2029u), s += 2;
+            else if (*s == 0xef && s[1] == 0xbf && (s[2] == 0xbe || s[2] == 0xbf)) /* U+FFFE, U+FFFF */
+                j += (size_t)snprintf(buf + j, len - j, "\\u%04x", s[2] == 0xbe ? 0xfffeu : 0xffffu), s += 2;
             else
                 buf[j++] = (char)*s;
         }

@@ -33,7 +33,10 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
-        if (argc < 2) osp_exit(2); /* every failing exit goes through osp_exit */
+        if (argc < 2) {
+            fprintf(stderr, "osp: error: no command given (see osp --help)\n");
+            osp_exit(2); /* every failing exit goes through osp_exit */
+        }
         return 0;
     }
     if (!strcmp(argv[1], "--version")) return cmd_version(argc - 2, argv + 2);

@@ -150,12 +150,14 @@ static int st_add_entry(st_set *s, int fi, const char *key, json_t *val, const u
         return st_fail(err, errlen, "%s: tensor %s: %zu dims, at most %d supported", fp, key, json_array_size(js),
                        ST_MAX_DIMS);
     t.ndim = (int)json_array_size(js);
-    uint64_t bytes = st_dtype_size(t.dtype), begin, end;
+    uint64_t bytes = st_dtype_size(t.dtype), begin, end, span = st_dtype_size(t.dtype);
     for (int i = 0; i < t.ndim; i++) {
         uint64_t d;
         if (st_json_u64(json_array_get(js, i), &d))
             return st_fail(err, errlen, "%s: tensor %s: shape[%d] is not a non-negative integer", fp, key, i);
-        if (__builtin_mul_overflow(bytes, d, &bytes))
+        /* span: the product of the non-zero dims, so an empty tensor cannot carry absurd dims either */
+        if (__builtin_mul_overflow(bytes, d, &bytes) || __builtin_mul_overflow(span, d ? d : 1, &span) ||
+            span > (uint64_t)INT64_MAX)
             return st_fail(err, errlen, "%s: tensor %s: shape overflows the addressable size", fp, key);
         t.shape[i] = (int64_t)d;
     }
@@ -184,7 +186,8 @@ static int st_add_entry(st_set *s, int fi, const char *key, json_t *val, const u
 
 /* mmap one .safetensors file and append its tensors. */
 static int st_load_file(st_set *s, const char *path, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (fstat below then refuses it) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return st_fail(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -255,6 +258,7 @@ static int st_sort_check(st_set *s, const char *path, char *err, size_t errlen) 
 /* Load the shards named by an index's weight_map, then check the map against them. */
 static int st_load_index(st_set *s, const char *path, char *err, size_t errlen) {
     json_error_t je;
+    if (osp_check_regular(path, err, errlen)) return -1;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) return st_fail(err, errlen, "%s: malformed JSON index (%s, line %d)", path, je.text, je.line);
     json_t *wm = json_is_object(root) ? json_object_get(root, "weight_map") : NULL;
@@ -517,6 +521,7 @@ static int st_write_file(const char *path, const st_wentry *e, int n, json_t *me
         free(hdr);
         return st_fail(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
     }
+    osp_temp_register(tmp); /* removed if osp dies or is interrupted mid-write */
     int bad = st_write_all(fd, &n64, 8) || st_write_all(fd, hdr, hlen) ||
               st_write_all(fd, "        ", padded - hlen);
     for (int i = 0; i < n && !bad; i++) bad = st_write_all(fd, e[i].data, e[i].nbytes);
@@ -525,13 +530,16 @@ static int st_write_file(const char *path, const st_wentry *e, int n, json_t *me
         int er = errno;
         close(fd);
         unlink(tmp);
+        osp_temp_unregister(tmp);
         return st_fail(err, errlen, "%s: write failed (%s)", tmp, strerror(er));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         int er = errno;
         unlink(tmp);
+        osp_temp_unregister(tmp);
         return st_fail(err, errlen, "%s: close/rename failed (%s)", path, strerror(er));
     }
+    osp_temp_unregister(tmp);
     osp_fsync_dir_of(path);
     return 0;
 }

@@ -79,6 +79,15 @@ int wan_infer_dims(const st_set *s, wan_dims *d, char *err, size_t errlen) {
     const st_tensor *ff = tm ? wan_need(s, ffn0, 2, err, errlen) : NULL;
     const st_tensor *hd = ff ? wan_need(s, wan_arch_top[WAN_HEAD_W].name, 2, err, errlen) : NULL;
     if (!hd) return -1;
+    /* every dim read below becomes an int: refuse empty or absurd ones before the casts */
+    const st_tensor *all[] = {pe, te, tm, ff, hd};
+    for (int k = 0; k < 5; k++)
+        for (int i = 0; i < all[k]->ndim; i++)
+            if (all[k]->shape[i] < 1 || all[k]->shape[i] > (1 << 24)) {
+                snprintf(err, errlen, "%s: tensor %s has dimension %d = %lld (want 1 to %d)", st_path(s),
+                         all[k]->name, i, (long long)all[k]->shape[i], 1 << 24);
+                return -1;
+            }
     d->dim = (int)pe->shape[0];
     d->in_channels = (int)pe->shape[1];
     for (int i = 0; i < 3; i++) d->patch[i] = (int)pe->shape[2 + i];
@@ -100,6 +109,10 @@ int wan_infer_dims(const st_set *s, wan_dims *d, char *err, size_t errlen) {
     for (int i = 0; i < st_count(s); i++) {
         int blk;
         if (wan_key_lookup(st_get(s, i)->name, &blk) && blk + 1 > d->num_layers) d->num_layers = blk + 1;
+    }
+    if (d->num_layers > 1024) { /* model.num_layers' bound; the key check would walk every block */
+        snprintf(err, errlen, "%s: a tensor of block %d: more than 1024 blocks", st_path(s), d->num_layers - 1);
+        return -1;
     }
     return 0;
 }
