@@ -2,7 +2,7 @@
  * tests/fuzz/driver.c — a stand-in for libFuzzer's main, so the fuzz targets build and run
  * with any C compiler (CI without clang): it replays every input of the corpus directories
  * and files given, then (with -max_total_time or -runs) feeds random mutations of them to
- * LLVMFuzzerTestOneInput. No coverage feedback: the sanitizers are the oracle. On a crash
+ * LLVMFuzzerTestOneInput, until either limit is reached. No coverage feedback: the sanitizers are the oracle. On a crash
  * under ASan/UBSan the input is saved as <artifact_prefix>crash-<hash> first.
  *
  *   fuzz_TARGET [-max_total_time=S] [-runs=N] [-seed=K] [-artifact_prefix=DIR/] CORPUS...
@@ -232,7 +232,8 @@ int main(int argc, char **argv) {
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        if (runs >= 0 ? replayed + mutated >= runs : el >= max_time) break;
+        if ((runs >= 0 && replayed + mutated >= runs) || (max_time > 0 && el >= max_time) || (runs < 0 && max_time <= 0))
+            break;
         const blob *b = &corpus[rnd() % ncorpus];
         size_t n = b->n;
         memcpy(buf, b->d, n);
